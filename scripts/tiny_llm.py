@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""Build the tiny random-weight Llama test fixture offline, and its reference outputs.
+
+Writes into OUT_DIR (default tests/data/tiny-llama):
+  hf/        the Hugging Face model and tokenizer (a byte-level BPE trained here on the text below)
+  ir/        the stateful IR (optimum-intel, fp32) and openvino_tokenizer/detokenizer.xml
+  expected.json  transformers' greedy generate() for each test prompt: prompt ids, new ids, text
+Nothing is downloaded. Needs tests/requirements.txt. Rerunning gives the same files.
+"""
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import openvino as ov  # noqa: E402
+import openvino_tokenizers  # noqa: E402
+import torch  # noqa: E402
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # noqa: E402
+from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+EOS = "<|endoftext|>"
+CORPUS = """The quick brown fox jumps over the lazy dog. A small model learns the shape of text.
+OpenVINO runs neural networks on CPUs, GPUs and NPUs. Tokenizers turn text into numbers and back.
+Once upon a time there was a little robot who wanted to write poems about the sea and the stars.
+def greet(name: str) -> str:
+    return f"Hello, {name}!"
+for i in range(10):
+    print(i * i, end=" ")
+今天天气很好，我们去公园散步吧。机器学习模型把文字变成数字。你好，世界！
+Emoji carry meaning too: 🙂 😀 🎉 🍕 🚀 ❤️ 👍 and they take several bytes each.
+Numbers like 3.14159, 2026 and 1,000,000 appear in text; so do URLs such as https://example.org/path?q=1.
+"""
+# Test prompts: ASCII, code, Chinese, emoji, a long one, one token. The EOS row of the LM head is set
+# below so that some of them stop on EOS before max_new_tokens and some do not.
+PROMPTS = [
+    "Hello, world! How are you today?",
+    "def fibonacci(n):\n    if n < 2:\n        return n\n    return",
+    "今天天气很好，我们",
+    "Party time 🎉🍕🚀 with",
+    " ".join(CORPUS.split()) * 3,
+    "The",
+    "Once upon a time",
+]
+MAX_NEW_TOKENS = 24
+
+
+def train_tokenizer() -> PreTrainedTokenizerFast:
+    """A byte-level BPE like GPT-2's (no BOS, EOS = <|endoftext|> = id 0), trained on CORPUS."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=1024, special_tokens=[EOS], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer.train_from_iterator(CORPUS.splitlines() * 4, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=EOS, pad_token=EOS)
+
+
+def greedy(model: LlamaForCausalLM, prompt_ids: list[int], eos_token_id: int | None) -> list[int]:
+    """transformers' greedy generate(): the new token ids (EOS not included)."""
+    config = GenerationConfig(do_sample=False, max_new_tokens=MAX_NEW_TOKENS, eos_token_id=eos_token_id,
+                              pad_token_id=0)
+    out = model.generate(torch.tensor([prompt_ids]), attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long),
+                         generation_config=config)[0, len(prompt_ids):].tolist()
+    return out[:-1] if eos_token_id is not None and out and out[-1] == eos_token_id else out
+
+
+def build_model(vocab_size: int, prompt_ids: list[list[int]]) -> LlamaForCausalLM:
+    """Random Llama (seed 0, untied embeddings) whose EOS logit copies a token that some answers reach."""
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                         tie_word_embeddings=False, bos_token_id=None, eos_token_id=0, pad_token_id=0)
+    model = LlamaForCausalLM(config).eval()
+    answers = [greedy(model, ids, None) for ids in prompt_ids]
+    # A token that appears after the first few new tokens of some answers but not of all: scaling its
+    # LM-head row into the EOS row makes EOS win exactly where that token (positive logit) would.
+    for token in sorted({t for answer in answers for t in answer[3:]}):
+        hits = sum(token in answer[3:] and token not in answer[:3] for answer in answers)
+        if 0 < hits < len(answers) // 2:
+            with torch.no_grad():
+                model.lm_head.weight[0] = model.lm_head.weight[token] * 1.25
+            return model
+    raise SystemExit("no token suits the EOS trick: change the seed")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out_dir", nargs="?", type=Path, default=REPO / "tests" / "data" / "tiny-llama")
+    args = parser.parse_args()
+    hf_dir, ir_dir = args.out_dir / "hf", args.out_dir / "ir"
+    for folder in (hf_dir, ir_dir):
+        shutil.rmtree(folder, ignore_errors=True)
+
+    tokenizer = train_tokenizer()
+    prompt_ids = [tokenizer(prompt)["input_ids"] for prompt in PROMPTS]
+    assert len(prompt_ids[5]) == 1, "the one-token prompt is not one token"
+    model = build_model(len(tokenizer), prompt_ids)
+    model.save_pretrained(hf_dir)
+    tokenizer.save_pretrained(hf_dir)
+    print(f"saved {hf_dir} ({len(tokenizer)} tokens)", file=sys.stderr)
+
+    from optimum.exporters.openvino import main_export
+    main_export(str(hf_dir), ir_dir, task="text-generation-with-past", stateful=True)
+    ov_tokenizer, ov_detokenizer = openvino_tokenizers.convert_tokenizer(tokenizer, with_detokenizer=True)
+    ov.save_model(ov_tokenizer, ir_dir / "openvino_tokenizer.xml")
+    ov.save_model(ov_detokenizer, ir_dir / "openvino_detokenizer.xml")
+    print(f"exported {ir_dir}", file=sys.stderr)
+
+    cases = []
+    for prompt, ids in zip(PROMPTS, prompt_ids):
+        new_ids = greedy(model, ids, tokenizer.eos_token_id)
+        cases.append({"prompt": prompt, "prompt_ids": ids, "max_new_tokens": MAX_NEW_TOKENS, "new_ids": new_ids,
+                      "stops_on_eos": len(new_ids) < MAX_NEW_TOKENS,
+                      "text": tokenizer.decode(new_ids, skip_special_tokens=True)})
+    stops = sum(case["stops_on_eos"] for case in cases)
+    assert 0 < stops < len(cases), f"{stops} of {len(cases)} answers stop on EOS: the fixture needs both kinds"
+    (args.out_dir / "expected.json").write_text(json.dumps(cases, ensure_ascii=False, indent=1) + "\n")
+    print(f"wrote {args.out_dir / 'expected.json'}: {stops} of {len(cases)} answers stop on EOS", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
