@@ -1,0 +1,49 @@
+"""Shared helpers: run a sample file as a user would, and the fixtures' locations."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+TINY_LLAMA = REPO / "tests" / "data" / "tiny-llama"
+DEFAULT_MODEL = REPO / "models" / "SmolLM2-135M-Instruct"
+
+
+class Run:
+    """A finished sample process: exit code, stdout and stderr as UTF-8 text (no newline translation)."""
+
+    def __init__(self, process: subprocess.CompletedProcess):
+        self.returncode = process.returncode
+        self.stdout = process.stdout.decode("utf-8")
+        self.stderr = process.stderr.decode("utf-8")
+
+
+def sample_env() -> dict:
+    return {**os.environ, "PYTHONIOENCODING": "utf-8", "HF_HUB_OFFLINE": "1"}
+
+
+def run_sample(name: str, *args: str, timeout: float = 300) -> Run:
+    """Run samples/NAME with ARGS in a fresh Python process."""
+    command = [sys.executable, str(REPO / "samples" / name), *map(str, args)]
+    return Run(subprocess.run(command, capture_output=True, timeout=timeout, env=sample_env()))
+
+
+def tiny_llama_cases(folder: Path = TINY_LLAMA) -> list[dict]:
+    expected = folder / "expected.json"
+    if not expected.is_file():
+        pytest.fail(f"{expected} is missing: build it with python scripts/tiny_llm.py")
+    return json.loads(expected.read_text())
+
+
+@pytest.fixture(scope="session")
+def default_model() -> Path:
+    """The real default model folder; prepared (idempotently) when missing."""
+    if not (DEFAULT_MODEL / "openvino_model.xml").is_file():
+        prepare = subprocess.run([sys.executable, str(REPO / "scripts" / "prepare_default_model.py")],
+                                 capture_output=True, text=True)
+        if prepare.returncode != 0:
+            pytest.fail(f"scripts/prepare_default_model.py failed: {prepare.stderr.strip()}")
+    return DEFAULT_MODEL
