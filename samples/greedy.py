@@ -29,7 +29,7 @@ def logits_of_last_position_only(model: ov.Model) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, usage=argparse.SUPPRESS)  # errors: one line, no usage
     parser.add_argument("model_dir", nargs="?", type=Path, default=DEFAULT_MODEL_DIR, help="model folder")
-    parser.add_argument("prompt", nargs="?", default="The Sun is a star. Its light", help="text to continue")
+    parser.add_argument("prompt", nargs="?", default="Once upon a time, a little robot", help="text to continue")
     parser.add_argument("--max-new-tokens", type=int, default=100, help="at most this many tokens, >= 1")
     parser.add_argument("--device", default="CPU", help="CPU, GPU, NPU or AUTO for the LLM")
     parser.add_argument("--f32", action="store_true", help="compute and cache in f32: exact parity with references")
