@@ -5,6 +5,7 @@ Writes into OUT_DIR (default tests/data/tiny-llama):
   hf/        the Hugging Face model and tokenizer (a byte-level BPE trained here on the text below)
   ir/        the stateful IR (optimum-intel, fp32) and openvino_tokenizer/detokenizer.xml
   expected.json  transformers' greedy generate() for each test prompt: prompt ids, new ids, text
+  expected_beam.json  transformers' beam search (4 beams) over prompts x EOS ids x early stopping x length penalty
 Nothing is downloaded. Needs tests/requirements.txt. Rerunning gives the same files.
 """
 import argparse
@@ -47,6 +48,10 @@ PROMPTS = [
     "Once upon a time",
 ]
 MAX_NEW_TOKENS = 24
+BEAM_PROMPTS = [0, 1, 2, 3, 5]  # indexes into PROMPTS: all but the long one
+BEAM_SETTINGS = [(early_stopping, length_penalty, 0) for early_stopping in (True, False, "never")
+                 for length_penalty in (1.0, 0.5, 2.0)] + [(False, 1.0, 2), (True, 1.0, 3)]  # + no_repeat_ngram_size
+BEAM_MAX_NEW_TOKENS = 12
 
 
 def train_tokenizer() -> PreTrainedTokenizerFast:
@@ -88,6 +93,34 @@ def build_model(vocab_size: int, prompt_ids: list[list[int]]) -> LlamaForCausalL
     raise SystemExit("no token suits the EOS trick: change the seed")
 
 
+def beam_search(model: LlamaForCausalLM, tokenizer, prompt_ids: list[int], eos_token_id: int,
+                early_stopping, length_penalty: float, no_repeat_ngram_size: int) -> list[dict]:
+    """transformers' beam search, all 4 hypotheses best first: new tokens (EOS not included), score, text."""
+    config = GenerationConfig(do_sample=False, num_beams=4, num_return_sequences=4, max_new_tokens=BEAM_MAX_NEW_TOKENS,
+                              early_stopping=early_stopping, length_penalty=length_penalty, eos_token_id=eos_token_id,
+                              pad_token_id=0, no_repeat_ngram_size=no_repeat_ngram_size or None,
+                              return_dict_in_generate=True, output_scores=True)
+    out = model.generate(torch.tensor([prompt_ids]), attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long),
+                         generation_config=config)
+    lengths = (out.beam_indices != -1).sum(dim=1).tolist()  # sequences are padded past their ends
+    hypotheses = []
+    for sequence, length, score in zip(out.sequences[:, len(prompt_ids):].tolist(), lengths, out.sequences_scores):
+        tokens = sequence[:length][:-1] if sequence[length - 1] == eos_token_id else sequence[:length]
+        hypotheses.append({"tokens": tokens, "ends_on_eos": len(tokens) < length, "score": float(score),
+                           "text": tokenizer.decode(tokens, skip_special_tokens=True)})
+    return hypotheses
+
+
+def early_eos(beam_cases: list[dict]) -> int:
+    """The token most hypotheses hold at positions 2 to 4: used as EOS, it makes many of them end early."""
+    counts = {}
+    for case in beam_cases:
+        for hypotheses in case["hypotheses"]:
+            for token in (token for hypothesis in hypotheses for token in hypothesis["tokens"][1:4]):
+                counts[token] = counts.get(token, 0) + 1
+    return max(sorted(counts), key=lambda token: counts[token])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out_dir", nargs="?", type=Path, default=REPO / "tests" / "data" / "tiny-llama")
@@ -121,6 +154,21 @@ def main() -> None:
     assert 0 < stops < len(cases), f"{stops} of {len(cases)} answers stop on EOS: the fixture needs both kinds"
     (args.out_dir / "expected.json").write_text(json.dumps(cases, ensure_ascii=False, indent=1) + "\n")
     print(f"wrote {args.out_dir / 'expected.json'}: {stops} of {len(cases)} answers stop on EOS", file=sys.stderr)
+
+    beam_cases = []
+    for eos_token_id in (tokenizer.eos_token_id, None):
+        eos_token_id = tokenizer.eos_token_id if eos_token_id is not None else early_eos(beam_cases)
+        for early_stopping, length_penalty, no_repeat_ngram_size in BEAM_SETTINGS:
+            beam_cases.append({
+                "eos_token_id": eos_token_id, "early_stopping": str(early_stopping).lower(),
+                "length_penalty": length_penalty, "no_repeat_ngram_size": no_repeat_ngram_size,
+                "max_new_tokens": BEAM_MAX_NEW_TOKENS, "prompts": [PROMPTS[i] for i in BEAM_PROMPTS],
+                "hypotheses": [beam_search(model, tokenizer, prompt_ids[i], eos_token_id, early_stopping,
+                                           length_penalty, no_repeat_ngram_size) for i in BEAM_PROMPTS]})
+    (args.out_dir / "expected_beam.json").write_text(json.dumps(beam_cases, ensure_ascii=False, indent=1) + "\n")
+    ended = sum(h["ends_on_eos"] for case in beam_cases for hs in case["hypotheses"] for h in hs)
+    print(f"wrote {args.out_dir / 'expected_beam.json'}: {len(beam_cases)} settings, {ended} hypotheses end on EOS",
+          file=sys.stderr)
 
 
 if __name__ == "__main__":
