@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from conftest import REPO, TINY_LLAMA, run_sample, tiny_llama_cases
+from test_beam_search import hypotheses
 from test_greedy import check_against_reference
 
 pytestmark = pytest.mark.reference
@@ -37,6 +38,8 @@ def rebuilt_tiny_llama(tmp_path_factory):
 def test_committed_fixture_is_what_the_script_builds(rebuilt_tiny_llama):
     """The fast tier's committed IR and expected outputs equal a fresh build from transformers."""
     assert tiny_llama_cases(rebuilt_tiny_llama) == tiny_llama_cases()
+    expected_beam = "expected_beam.json"
+    assert (rebuilt_tiny_llama / expected_beam).read_text() == (TINY_LLAMA / expected_beam).read_text()
     for name in ("openvino_model.xml", "openvino_model.bin", "openvino_tokenizer.xml", "openvino_detokenizer.xml"):
         assert (rebuilt_tiny_llama / "ir" / name).read_bytes() == (TINY_LLAMA / "ir" / name).read_bytes(), name
 
@@ -73,3 +76,47 @@ def test_default_model_runs_with_no_arguments(default_model):
     run = run_sample("greedy.py", "--max-new-tokens", 16)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() and "16 new tokens" in run.stderr
+
+
+# Group beam search against openvino_genai. Its rules differ from transformers' (which the sample follows) in
+# three places: it sums the softmax in float32 one term at a time (log-probs off by ~1e-4, enough to flip near
+# ties), it judges the early stop by the previous step's best beam and length, and at the length limit it
+# finishes every running beam rather than the top candidates. So the prompts here are ones where no such case
+# arises; each must still agree in all three stopping modes.
+GENAI_AGREEING_PROMPTS = {
+    "tiny": ["Hello, world! How are you today?", "Party time 🎉🍕🚀 with", "The", "你好", "OpenVINO runs",
+             "for i in range(10):", "Numbers like 3.14"],
+    "real": ["The", "北京是", "一二三四五", "Once upon a time", "The capital of France is", "Water boils at",
+             "My favourite emoji are 🙂 and"],
+}
+STOP_CRITERIA = {"true": "EARLY", "false": "HEURISTIC", "never": "NEVER"}
+
+
+@pytest.fixture(scope="module")
+def genai_pipelines(default_model):
+    import openvino_genai
+
+    folders = {"tiny": TINY_LLAMA / "ir", "real": default_model}
+    return {name: openvino_genai.LLMPipeline(str(folder), "CPU", ATTENTION_BACKEND="SDPA", **F32_HINTS)
+            for name, folder in folders.items()}
+
+
+@pytest.mark.parametrize("early_stopping", STOP_CRITERIA)
+@pytest.mark.parametrize("model", GENAI_AGREEING_PROMPTS)
+def test_group_beam_search_matches_openvino_genai(model, early_stopping, genai_pipelines, default_model):
+    """Known-good source: openvino_genai LLMPipeline group beam search (15 beams, 3 groups, diversity 1.0)."""
+    import openvino_genai
+
+    config = openvino_genai.GenerationConfig(max_new_tokens=20, num_beams=15, num_beam_groups=3, diversity_penalty=1.0,
+                                             length_penalty=1.0, num_return_sequences=15, apply_chat_template=False)
+    config.stop_criteria = getattr(openvino_genai.StopCriteria, STOP_CRITERIA[early_stopping])
+    prompts = GENAI_AGREEING_PROMPTS[model]
+    folder = TINY_LLAMA / "ir" if model == "tiny" else default_model
+    run = run_sample("beam_search.py", folder, *prompts, "--early-stopping", early_stopping, "--f32")
+    assert run.returncode == 0, run.stderr
+    got = hypotheses(run.stdout)
+    assert len(got) == 15 * len(prompts)
+    for i, prompt in enumerate(prompts):
+        expected = genai_pipelines[model].generate(prompt, config)
+        assert [text for _, text in got[15 * i:15 * (i + 1)]] == [text.replace("\n", "\\n") for text in expected.texts]
+        assert max(abs(a - b) for (a, _), b in zip(got[15 * i:15 * (i + 1)], expected.scores)) < 1e-3
