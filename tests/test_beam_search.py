@@ -78,10 +78,10 @@ def test_group_beam_search_defaults_run():
 
 
 BAD_INPUTS = {
-    "missing folder": (["/nonexistent/model", "hi"], "openvino_model.xml"),
+    "missing folder": (["/nonexistent/model", "hi"], "openvino_tokenizer.xml"),
     "empty prompt": ([IR, "hi", ""], "prompt is empty"),
     "no beams": ([IR, "hi", "--num-beams", "0", "--num-beam-groups", "1"], "--num-beams"),
-    "groups do not divide": ([IR, "hi", "--num-beams", "4", "--num-beam-groups", "3"], "divide"),
+    "groups do not divide": ([IR, "hi", "--num-beams", "4", "--num-beam-groups", "3"], "divisible by"),
     "diversity without groups": ([IR, "hi", "--num-beams", "4", "--num-beam-groups", "1", "--diversity-penalty",
                                   "1.0"], "--diversity-penalty"),
     "too many returned": ([IR, "hi", "--num-beams", "4", "--num-beam-groups", "1", "--num-return-sequences", "5"],
