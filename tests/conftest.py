@@ -47,3 +47,13 @@ def default_model() -> Path:
         if prepare.returncode != 0:
             pytest.fail(f"scripts/prepare_default_model.py failed: {prepare.stderr.strip()}")
     return DEFAULT_MODEL
+
+
+@pytest.fixture(scope="session")
+def rebuilt_tiny_llama(tmp_path_factory):
+    """scripts/tiny_llm.py run afresh: new weights, IR and transformers outputs."""
+    out = tmp_path_factory.mktemp("tiny-llama")
+    build = subprocess.run([sys.executable, str(REPO / "scripts" / "tiny_llm.py"), str(out)],
+                           check=False, capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr[-3000:]
+    return out

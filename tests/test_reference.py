@@ -2,12 +2,10 @@
 
 Needs tests/requirements.txt (torch, transformers, optimum-intel, openvino_genai). Run with `pytest -m reference`.
 """
-import subprocess
-import sys
 
 import pytest
 
-from conftest import REPO, TINY_LLAMA, run_sample, tiny_llama_cases
+from conftest import TINY_LLAMA, run_sample, tiny_llama_cases
 from test_beam_search import hypotheses
 from test_greedy import check_against_reference
 
@@ -23,16 +21,6 @@ REAL_PROMPTS = [
     "Paris",
 ]
 F32_HINTS = {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32", "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0"}
-
-
-@pytest.fixture(scope="module")
-def rebuilt_tiny_llama(tmp_path_factory):
-    """scripts/tiny_llm.py run afresh: new weights, IR and transformers outputs."""
-    out = tmp_path_factory.mktemp("tiny-llama")
-    build = subprocess.run([sys.executable, str(REPO / "scripts" / "tiny_llm.py"), str(out)],
-                           check=False, capture_output=True, text=True)
-    assert build.returncode == 0, build.stderr[-3000:]
-    return out
 
 
 def test_committed_fixture_is_what_the_script_builds(rebuilt_tiny_llama):
