@@ -52,7 +52,10 @@ def weight_config(args: argparse.Namespace) -> dict | None:
     return {"bits": 8 if int8 else 4, "sym": args.sym, "group_size": -1 if int8 else args.group_size,
             "ratio": 1.0 if int8 else args.ratio, "quant_method": "awq" if args.awq else "default",
             "scale_estimation": args.scale_estimation or None, "dtype": args.weight_format,  # None: NNCF's default
-            "dataset": args.calibration_texts}
+            "dataset": args.calibration_texts,
+            # Where the group size does not divide a layer's channels (576 in SmolLM2-135M), use the largest power
+            # of two that does, as optimum-intel's own defaults do.
+            "group_size_fallback": None if int8 else "adjust"}
 
 
 def gguf_to_hf(gguf: Path, hf_dir: Path) -> None:
