@@ -16,7 +16,6 @@ Prints a Markdown table to stdout. Needs tests/requirements.txt and scripts/prep
 """
 import argparse
 import json
-import os
 import pydoc_data.topics
 import statistics
 import subprocess
@@ -63,18 +62,26 @@ def token_ids(tokenizer: ov.CompiledModel, text: str) -> np.ndarray:
     return np.concatenate([tokenizer([part + "\n\n"])["input_ids"][0] for part in text.split("\n\n")])
 
 
+# Runs samples/greedy.py as __main__ and, at exit, prints the process's own peak RSS (VmHWM, which counts only
+# memory after exec; a child's ru_maxrss would also count the parent's pages it was forked with).
+RSS_REPORTER = """import atexit, runpy, sys
+atexit.register(lambda: print(next(line for line in open("/proc/self/status") if line.startswith("VmHWM")),
+                              file=sys.stderr, end=""))
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")"""
+
+
 def run_greedy(folder: Path, prompt: str, f32: bool) -> tuple[str, dict, int]:
-    """samples/greedy.py as a process: stdout text, its stderr figures, and its peak RSS in MiB."""
-    command = [sys.executable, str(REPO / "samples" / "greedy.py"), str(folder), prompt,
+    """samples/greedy.py as its own process: stdout text, the figures it prints, and its peak RSS in MiB."""
+    command = [sys.executable, "-c", RSS_REPORTER, str(REPO / "samples" / "greedy.py"), str(folder), prompt,
                "--max-new-tokens", str(NEW_TOKENS)] + (["--f32"] if f32 else [])
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    stdout, stderr = process.stdout.read(), process.stderr.read()  # small outputs: no pipe fills up
-    _, status, usage = os.wait4(process.pid, 0)  # this child's own resource use, peak RSS included
-    if os.waitstatus_to_exitcode(status):
-        raise SystemExit(f"greedy.py failed on {folder}: {stderr.decode()[-500:]}")
-    words = stderr.decode().strip().splitlines()[-1].replace(",", "").split()
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode:
+        raise SystemExit(f"greedy.py failed on {folder}: {result.stderr[-500:]}")
+    *_, stats, peak = result.stderr.strip().splitlines()
+    words = stats.replace(",", "").split()
     figures = {"ttft_ms": float(words[words.index("first") + 2]), "tokens_per_s": float(words[-2])}
-    return stdout.decode(), figures, usage.ru_maxrss // 1024  # kilobytes on Linux
+    return result.stdout, figures, int(peak.split()[1]) // 1024  # VmHWM is in kB
 
 
 def greedy_tokens(request: ov.InferRequest, prompt_ids: np.ndarray, eos: int) -> list[int]:
