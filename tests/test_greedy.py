@@ -87,7 +87,7 @@ def test_streaming_equals_one_shot_decode_across_split_characters():
                                            case["max_new_tokens"], "--f32"), case)
 
 
-def non_stateful_folder(tmp_path, tokenizer_xml_edit=None):
+def non_stateful_folder(tmp_path):
     """A folder with the tiny tokenizer IRs and a model that lacks beam_idx (as a non-stateful export)."""
     shutil.copytree(IR, tmp_path, dirs_exist_ok=True)
     inputs = [ov.opset13.parameter([-1, -1], ov.Type.i64, name=name)
