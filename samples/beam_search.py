@@ -23,8 +23,8 @@ def group_step(group: dict, log_probs: np.ndarray, picked: np.ndarray, prompt: l
     for beam, (score, tokens, _) in enumerate(beams):
         sequence, n = prompt + tokens, args.no_repeat_ngram_size  # ban tokens that would repeat an n-gram of it
         tail = sequence[len(sequence) - n + 1:]
-        banned = [sequence[i + n - 1] for i in range(len(sequence) - n + 1) if n and sequence[i:i + n - 1] == tail]
-        scores[beam, banned] = -np.inf
+        bans = [sequence[i + n - 1] for i in range(len(sequence) - n + 1 if n else 0) if sequence[i:i + n - 1] == tail]
+        scores[beam, bans] = -np.inf
         scores[beam] += score
     top = np.argpartition(-scores.ravel(), 2 * size)[:2 * size]  # 2 * size candidates: at least `size` are not EOS
     ranked = [(scores.ravel()[i], *divmod(int(i), scores.shape[1])) for i in top[np.argsort(-scores.ravel()[top])]]
