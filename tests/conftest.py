@@ -1,6 +1,8 @@
 """Shared helpers: run a sample file as a user would, and the fixtures' locations."""
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +31,15 @@ def run_sample(name: str, *args: str, timeout: float = 300) -> Run:
     """Run samples/NAME with ARGS in a fresh Python process."""
     command = [sys.executable, str(REPO / "samples" / name), *map(str, args)]
     return Run(subprocess.run(command, check=False, capture_output=True, timeout=timeout, env=sample_env()))
+
+
+def ir_copy_with_eos(folder: Path, destination: Path, eos_token_id: int | None) -> Path:
+    """A copy of an IR folder whose tokenizer rt_info names another EOS id, or none (None)."""
+    shutil.copytree(folder, destination, dirs_exist_ok=True)
+    xml = destination / "openvino_tokenizer.xml"
+    entry = "" if eos_token_id is None else f'<eos_token_id value="{eos_token_id}" />'
+    xml.write_text(re.sub(r"<eos_token_id [^>]*/>", entry, xml.read_text()))
+    return destination
 
 
 def tiny_llama_cases(folder: Path = TINY_LLAMA) -> list[dict]:

@@ -4,12 +4,10 @@ Known-good source: transformers' beam search (generate(num_beams=4, num_return_s
 on the same weights, recorded in tests/data/tiny-llama/expected_beam.json by scripts/tiny_llm.py.
 """
 import json
-import re
-import shutil
 
 import pytest
 
-from conftest import TINY_LLAMA, run_sample
+from conftest import TINY_LLAMA, ir_copy_with_eos, run_sample
 
 IR = TINY_LLAMA / "ir"
 CASES = json.loads((TINY_LLAMA / "expected_beam.json").read_text())
@@ -21,16 +19,6 @@ def hypotheses(stdout: str) -> list[tuple[float, str]]:
     return [(float(score), text) for score, text in pairs]
 
 
-def with_eos(folder, eos_token_id: int, tmp_path):
-    """A copy of the IR folder whose tokenizer names another EOS id (the sample reads it from rt_info)."""
-    if eos_token_id == 0:
-        return folder
-    shutil.copytree(folder, tmp_path, dirs_exist_ok=True)
-    xml = tmp_path / "openvino_tokenizer.xml"
-    xml.write_text(re.sub(r'<eos_token_id value="\d+" />', f'<eos_token_id value="{eos_token_id}" />', xml.read_text()))
-    return tmp_path
-
-
 def case_id(case) -> str:
     return (f"eos{case['eos_token_id']}-es_{case['early_stopping']}-lp{case['length_penalty']}"
             f"-ngram{case['no_repeat_ngram_size']}")
@@ -39,7 +27,8 @@ def case_id(case) -> str:
 @pytest.mark.parametrize("case", CASES, ids=[case_id(case) for case in CASES])
 def test_plain_beam_search_matches_transformers(case, tmp_path):
     """Same texts in the same order for 5 prompts; scores within 1e-4 (f32 on both sides)."""
-    run = run_sample("beam_search.py", with_eos(IR, case["eos_token_id"], tmp_path), *case["prompts"],
+    folder = IR if case["eos_token_id"] == 0 else ir_copy_with_eos(IR, tmp_path, case["eos_token_id"])
+    run = run_sample("beam_search.py", folder, *case["prompts"],
                      "--num-beams", 4, "--num-beam-groups", 1, "--max-new-tokens", case["max_new_tokens"],
                      "--early-stopping", case["early_stopping"], "--length-penalty", case["length_penalty"],
                      "--no-repeat-ngram-size", case["no_repeat_ngram_size"], "--f32")

@@ -15,7 +15,7 @@ import openvino as ov
 import openvino_tokenizers  # noqa: F401  lets the Core read the tokenizer IRs
 import pytest
 
-from conftest import REPO, TINY_LLAMA, run_sample, sample_env, tiny_llama_cases
+from conftest import REPO, TINY_LLAMA, ir_copy_with_eos, run_sample, sample_env, tiny_llama_cases
 
 IR = TINY_LLAMA / "ir"
 CASES = tiny_llama_cases()
@@ -98,13 +98,6 @@ def non_stateful_folder(tmp_path):
     return tmp_path
 
 
-def folder_without_eos(tmp_path):
-    shutil.copytree(IR, tmp_path, dirs_exist_ok=True)
-    xml = tmp_path / "openvino_tokenizer.xml"
-    xml.write_text(re.sub(r"\s*<eos_token_id [^>]*/>", "", xml.read_text()))
-    return tmp_path
-
-
 def folder_without(name):
     def make(tmp_path):
         shutil.copytree(IR, tmp_path, dirs_exist_ok=True)
@@ -118,7 +111,7 @@ BAD_INPUTS = {
     "empty folder": (lambda tmp_path: tmp_path, ["hello"], "scripts/prepare_default_model.py"),
     "no detokenizer": (folder_without("openvino_detokenizer.xml"), ["hello"], "openvino_detokenizer.xml"),
     "not stateful": (non_stateful_folder, ["hello"], "stateful"),
-    "no eos id": (folder_without_eos, ["hello"], "eos_token_id"),
+    "no eos id": (lambda tmp_path: ir_copy_with_eos(IR, tmp_path, None), ["hello"], "eos_token_id"),
     "empty prompt": (lambda tmp_path: IR, [""], "prompt is empty"),
     "blank prompt": (lambda tmp_path: IR, ["  \n"], "prompt is empty"),
     "zero tokens": (lambda tmp_path: IR, ["hello", "--max-new-tokens", "0"], "at least 1"),
