@@ -3,11 +3,16 @@
 Needs tests/requirements.txt (torch, transformers, optimum-intel, openvino_genai). Run with `pytest -m reference`.
 """
 
+import subprocess
+import sys
+
+import numpy as np
 import pytest
 
-from conftest import TINY_LLAMA, run_sample, tiny_llama_cases
+from conftest import REPO, TINY_LLAMA, run_sample, tiny_llama_cases
 from test_beam_search import hypotheses
 from test_greedy import check_against_reference
+from test_stable_diffusion import TINY_SD, check_case, generate, read_png, sd_cases
 
 pytestmark = pytest.mark.reference
 
@@ -108,3 +113,42 @@ def test_group_beam_search_matches_openvino_genai(model, early_stopping, genai_p
         expected = genai_pipelines[model].generate(prompt, config)
         assert [text for _, text in got[15 * i:15 * (i + 1)]] == [text.replace("\n", "\\n") for text in expected.texts]
         assert max(abs(a - b) for (a, _), b in zip(got[15 * i:15 * (i + 1)], expected.scores)) < 1e-3
+
+
+@pytest.fixture(scope="module")
+def rebuilt_tiny_sd(tmp_path_factory):
+    """scripts/tiny_sd.py run afresh: new pipeline, IR (optimum-intel) and diffusers' images."""
+    out = tmp_path_factory.mktemp("tiny-sd")
+    build = subprocess.run([sys.executable, str(REPO / "scripts" / "tiny_sd.py"), str(out)], check=False,
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr[-3000:]
+    return out
+
+
+def test_committed_sd_fixture_is_what_the_script_builds(rebuilt_tiny_sd):
+    """Same cases, same weights; diffusers' images within one level (torch's CPU kernels may round differently)."""
+    assert sd_cases(rebuilt_tiny_sd) == sd_cases()
+    for name in ("text_encoder", "unet", "vae_decoder"):
+        path = f"ir/{name}/openvino_model.bin"
+        assert (rebuilt_tiny_sd / path).read_bytes() == (TINY_SD / path).read_bytes(), path
+    for name in sd_cases():
+        rebuilt, committed = (np.load(folder / "expected" / f"{name}.npy") for folder in (rebuilt_tiny_sd, TINY_SD))
+        assert np.abs(rebuilt.astype(int) - committed).max() <= 1, name
+
+
+@pytest.mark.parametrize("name", sd_cases())
+def test_rebuilt_tiny_sd_matches_diffusers(name, rebuilt_tiny_sd, tmp_path):
+    """Known-good source: diffusers' StableDiffusionPipeline (EulerDiscreteScheduler), recomputed just now."""
+    check_case(sd_cases(rebuilt_tiny_sd)[name], np.load(rebuilt_tiny_sd / "expected" / f"{name}.npy"), tmp_path,
+               rebuilt_tiny_sd / "ir")
+
+
+def test_pillow_reads_the_png_back(tmp_path):
+    """A standard decoder gets the same pixels as the tests' strict reader, for a square and a non-square image."""
+    from PIL import Image
+
+    for name in ("cfg", "non-square"):
+        assert generate(sd_cases()[name], TINY_SD / "ir", tmp_path / f"{name}.png").returncode == 0
+        with Image.open(tmp_path / f"{name}.png") as image:
+            assert image.mode == "RGB"
+            assert np.array_equal(np.asarray(image), read_png(tmp_path / f"{name}.png"))
