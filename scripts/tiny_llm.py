@@ -6,6 +6,8 @@ Writes into OUT_DIR (default tests/data/tiny-llama):
   ir/        the stateful IR (optimum-intel, fp32) and openvino_tokenizer/detokenizer.xml
   expected.json  transformers' greedy generate() for each test prompt: prompt ids, new ids, text
   expected_beam.json  transformers' beam search (4 beams) over prompts x EOS ids x early stopping x length penalty
+  expected_chat.json  scripted conversations: each turn's answer from apply_chat_template(add_generation_prompt=True)
+                      and greedy generate() on the whole history, and the tokens a KV-cached chat feeds that turn
 Nothing is downloaded. Needs tests/requirements.txt. Rerunning gives the same files.
 """
 import argparse
@@ -52,6 +54,15 @@ BEAM_PROMPTS = [0, 1, 2, 3, 5]  # indexes into PROMPTS: all but the long one
 BEAM_SETTINGS = [(early_stopping, length_penalty, 0) for early_stopping in (True, False, "never")
                  for length_penalty in (1.0, 0.5, 2.0)] + [(False, 1.0, 2), (True, 1.0, 3)]  # + no_repeat_ngram_size
 BEAM_MAX_NEW_TOKENS = 12
+# A ChatML-like template that needs no variable but the messages (its turns end with the EOS token).
+CHAT_TEMPLATE = ("{% for message in messages %}{{ '<|' + message['role'] + '|>\n' + message['content'] + "
+                 "'<|endoftext|>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}")
+# Short answers re-tokenize to the tokens generated, so the history extends the cache; longer ones hold cut UTF-8
+# characters (U+FFFD once decoded), so it does not and the chat must run the history again.
+CHATS = [{"system": None, "max_new_tokens": 4,
+          "turns": ["Hello! Who are you?", "Tell me about the sea.", "今天天气很好", "Thanks, bye 👍"]},
+         {"system": "You are a robot who writes poems.", "max_new_tokens": 16,
+          "turns": ["A poem about stars", "Now about a fox", "def f():", "The end"]}]
 
 
 def train_tokenizer() -> PreTrainedTokenizerFast:
@@ -62,12 +73,14 @@ def train_tokenizer() -> PreTrainedTokenizerFast:
     trainer = trainers.BpeTrainer(vocab_size=1024, special_tokens=[EOS], show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tokenizer.train_from_iterator(CORPUS.splitlines() * 4, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=EOS, pad_token=EOS)
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=EOS, pad_token=EOS,
+                                   chat_template=CHAT_TEMPLATE)
 
 
-def greedy(model: LlamaForCausalLM, prompt_ids: list[int], eos_token_id: int | None) -> list[int]:
+def greedy(model: LlamaForCausalLM, prompt_ids: list[int], eos_token_id: int | None,
+           max_new_tokens: int = MAX_NEW_TOKENS) -> list[int]:
     """transformers' greedy generate(): the new token ids (EOS not included)."""
-    config = GenerationConfig(do_sample=False, max_new_tokens=MAX_NEW_TOKENS, eos_token_id=eos_token_id,
+    config = GenerationConfig(do_sample=False, max_new_tokens=max_new_tokens, eos_token_id=eos_token_id,
                               pad_token_id=0)
     out = model.generate(torch.tensor([prompt_ids]), attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long),
                          generation_config=config)[0, len(prompt_ids):].tolist()
@@ -109,6 +122,26 @@ def beam_search(model: LlamaForCausalLM, tokenizer, prompt_ids: list[int], eos_t
         hypotheses.append({"tokens": tokens, "ends_on_eos": len(tokens) < length, "score": float(score),
                            "text": tokenizer.decode(tokens, skip_special_tokens=True)})
     return hypotheses
+
+
+def chat(model: LlamaForCausalLM, tokenizer, system: str | None, turns: list[str], max_new_tokens: int) -> list[dict]:
+    """Each turn answered from scratch on the whole templated history; `fed`: what a chat keeping its KV cache feeds
+    (the history's new tokens when it extends the cached ones, else all of it)."""
+    messages, cached, answers = [{"role": "system", "content": system}] if system else [], [], []
+    for turn in turns:
+        messages.append({"role": "user", "content": turn})
+        history_ids = tokenizer(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False),
+                                add_special_tokens=False)["input_ids"]
+        extends = history_ids[:len(cached)] == cached
+        fed = len(history_ids) - len(cached) if extends else len(history_ids)
+        new_ids = greedy(model, history_ids, tokenizer.eos_token_id, max_new_tokens)
+        stops_on_eos = len(new_ids) < max_new_tokens
+        cached = history_ids + (new_ids if stops_on_eos else new_ids[:-1])  # the last token is never fed
+        answer = tokenizer.decode(new_ids, skip_special_tokens=True)
+        messages.append({"role": "assistant", "content": answer})
+        answers.append({"user": turn, "answer": answer, "fed": fed, "extends_cache": extends,
+                        "new_tokens": len(new_ids), "stops_on_eos": stops_on_eos})
+    return answers
 
 
 def early_eos(beam_cases: list[dict]) -> int:
@@ -169,6 +202,13 @@ def main() -> None:
     ended = sum(h["ends_on_eos"] for case in beam_cases for hs in case["hypotheses"] for h in hs)
     print(f"wrote {args.out_dir / 'expected_beam.json'}: {len(beam_cases)} settings, {ended} hypotheses end on EOS",
           file=sys.stderr)
+
+    chats = [{**c, "answers": chat(model, tokenizer, c["system"], c["turns"], c["max_new_tokens"])} for c in CHATS]
+    (args.out_dir / "expected_chat.json").write_text(json.dumps(chats, ensure_ascii=False, indent=1) + "\n")
+    extends = [answer["extends_cache"] for conversation in chats for answer in conversation["answers"][1:]]
+    assert 0 < sum(extends) < len(extends), "the chats need later turns that extend the cache and turns that do not"
+    print(f"wrote {args.out_dir / 'expected_chat.json'}: {sum(extends)} of {len(extends)} later turns extend the "
+          "cache", file=sys.stderr)
 
 
 if __name__ == "__main__":

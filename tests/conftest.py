@@ -27,10 +27,11 @@ def sample_env() -> dict:
     return {**os.environ, "PYTHONIOENCODING": "utf-8", "HF_HUB_OFFLINE": "1"}
 
 
-def run_sample(name: str, *args: str, timeout: float = 300) -> Run:
-    """Run samples/NAME with ARGS in a fresh Python process."""
+def run_sample(name: str, *args: str, timeout: float = 300, stdin: str = "") -> Run:
+    """Run samples/NAME with ARGS in a fresh Python process, STDIN as its standard input."""
     command = [sys.executable, str(REPO / "samples" / name), *map(str, args)]
-    return Run(subprocess.run(command, check=False, capture_output=True, timeout=timeout, env=sample_env()))
+    return Run(subprocess.run(command, check=False, capture_output=True, timeout=timeout, env=sample_env(),
+                              input=stdin.encode("utf-8")))
 
 
 def ir_copy_with_eos(folder: Path, destination: Path, eos_token_id: int | None) -> Path:

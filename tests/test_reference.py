@@ -11,7 +11,8 @@ import pytest
 
 from conftest import REPO, TINY_LLAMA, run_sample, tiny_llama_cases
 from test_beam_search import hypotheses
-from test_greedy import check_against_reference
+from test_chat import chat_args, chat_cases, check_chat
+from test_greedy import STATS, check_against_reference
 from test_stable_diffusion import TINY_SD, check_case, generate, read_png, sd_cases
 
 pytestmark = pytest.mark.reference
@@ -31,8 +32,8 @@ F32_HINTS = {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32", "DY
 def test_committed_fixture_is_what_the_script_builds(rebuilt_tiny_llama):
     """The fast tier's committed IR and expected outputs equal a fresh build from transformers."""
     assert tiny_llama_cases(rebuilt_tiny_llama) == tiny_llama_cases()
-    expected_beam = "expected_beam.json"
-    assert (rebuilt_tiny_llama / expected_beam).read_text() == (TINY_LLAMA / expected_beam).read_text()
+    for expected in ("expected_beam.json", "expected_chat.json"):
+        assert (rebuilt_tiny_llama / expected).read_text() == (TINY_LLAMA / expected).read_text(), expected
     for name in ("openvino_model.xml", "openvino_model.bin", "openvino_tokenizer.xml", "openvino_detokenizer.xml"):
         assert (rebuilt_tiny_llama / "ir" / name).read_bytes() == (TINY_LLAMA / "ir" / name).read_bytes(), name
 
@@ -42,6 +43,45 @@ def test_rebuilt_tiny_llama_matches_transformers(rebuilt_tiny_llama):
     for case in tiny_llama_cases(rebuilt_tiny_llama):
         check_against_reference(run_sample("greedy.py", rebuilt_tiny_llama / "ir", case["prompt"],
                                            "--max-new-tokens", case["max_new_tokens"], "--f32"), case)
+
+
+def test_rebuilt_tiny_chat_matches_transformers(rebuilt_tiny_llama):
+    """Known-good source: transformers apply_chat_template + greedy generate() per turn, recomputed just now."""
+    for conversation in chat_cases(rebuilt_tiny_llama):
+        check_chat(run_sample("chat.py", rebuilt_tiny_llama / "ir", *chat_args(conversation),
+                              stdin="".join(turn + "\n" for turn in conversation["turns"])), conversation["answers"])
+
+
+CHAT_TURNS = ["Hi! What is your name?", "What is the capital of France?", "Name three colours.", "Thank you, bye!"]
+
+
+def test_default_model_chat_equals_greedy_on_the_whole_history(default_model):
+    """Known-good source: greedy.py on the whole templated history each turn (rendered with jinja2 as transformers
+    renders it). The chat feeds only each turn's new tokens: the history minus what the cache holds (the previous
+    history and the answer's tokens, all but the last when the answer stopped at --max-new-tokens)."""
+    import jinja2.sandbox
+    import openvino as ov
+
+    max_new_tokens = 30
+    chat = run_sample("chat.py", default_model, "--max-new-tokens", max_new_tokens, "--f32",
+                      stdin="".join(turn + "\n" for turn in CHAT_TURNS))
+    assert chat.returncode == 0, chat.stderr
+    rt_info = ov.Core().read_model(default_model / "openvino_tokenizer.xml").get_rt_info()
+    template = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(
+        rt_info["chat_template"].astype(str))
+    messages, answers, fed, cached = [], [], [], 0
+    for turn in CHAT_TURNS:
+        messages.append({"role": "user", "content": turn})
+        history = template.render(messages=messages, add_generation_prompt=True)
+        greedy = run_sample("greedy.py", default_model, history, "--max-new-tokens", max_new_tokens, "--f32")
+        assert greedy.returncode == 0, greedy.stderr
+        history_tokens, new_tokens = map(int, STATS.match(greedy.stderr.strip().splitlines()[-1]).groups())
+        answers.append(greedy.stdout[:-1])
+        messages.append({"role": "assistant", "content": answers[-1]})
+        fed.append(f"{history_tokens - cached} tokens fed, {new_tokens} new tokens")
+        cached = history_tokens + new_tokens - (new_tokens == max_new_tokens)
+    assert chat.stdout == "".join(answer + "\n" for answer in answers)
+    assert chat.stderr.splitlines() == fed
 
 
 @pytest.fixture(scope="module")
