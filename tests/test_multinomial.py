@@ -1,0 +1,61 @@
+"""samples/multinomial.py on the committed tiny fixture: fast tier, needs only requirements.txt and pytest.
+
+Known-good sources: transformers' greedy generate() (expected.json) for --top-k 1; the distribution test against
+transformers' logits warpers is in tests/test_reference.py.
+"""
+import pytest
+
+from conftest import TINY_LLAMA, run_sample, tiny_llama_cases
+
+IR = TINY_LLAMA / "ir"
+CASES = tiny_llama_cases()
+
+
+@pytest.mark.parametrize("case", CASES[:4], ids=[f"prompt{i}" for i in range(4)])
+def test_top_k_1_is_greedy(case):
+    """With one candidate left every draw is the argmax: transformers' greedy text, whatever the seed."""
+    run = run_sample("multinomial.py", IR, case["prompt"], "--max-new-tokens", case["max_new_tokens"], "--top-k", 1,
+                     "--temperature", 0.7, "--seed", 123, "--f32")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == case["text"] + "\n"
+
+
+def generate(*args) -> str:
+    run = run_sample("multinomial.py", IR, CASES[0]["prompt"], "--max-new-tokens", 20, "--f32", *map(str, args))
+    assert run.returncode == 0, run.stderr
+    return run.stdout
+
+
+def test_the_seed_makes_the_text():
+    first = generate("--seed", 5)
+    assert generate("--seed", 5) == first
+    assert generate("--seed", 6) != first
+
+
+def test_top_p_and_temperature_change_the_text():
+    """Sanity on the nearly flat tiny model: a low temperature with a small top-p leaves few candidates."""
+    assert generate("--seed", 5, "--temperature", 0.05, "--top-p", 0.3, "--top-k", 0) != generate("--seed", 5)
+
+
+BAD_INPUTS = {
+    "empty prompt": ([""], "prompt is empty"),
+    "zero tokens": (["hello", "--max-new-tokens", "0"], "at least 1"),
+    "zero temperature": (["hello", "--temperature", "0"], "--temperature"),
+    "negative temperature": (["hello", "--temperature", "-1"], "--temperature"),
+    "negative top-k": (["hello", "--top-k", "-1"], "--top-k"),
+    "zero top-p": (["hello", "--top-p", "0"], "--top-p"),
+    "top-p above 1": (["hello", "--top-p", "1.5"], "--top-p"),
+    "top-p not a number": (["hello", "--top-p", "nan"], "--top-p"),
+    "negative seed": (["hello", "--seed", "-3"], "--seed"),
+    "unknown device": (["hello", "--device", "TPU"], "--device TPU"),
+}
+
+
+@pytest.mark.parametrize("name", BAD_INPUTS)
+def test_bad_input_gives_one_line_and_exit_code_2(name):
+    args, says = BAD_INPUTS[name]
+    run = run_sample("multinomial.py", IR, *args)
+    assert run.returncode == 2
+    assert run.stdout == ""
+    assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert says in run.stderr and "Traceback" not in run.stderr
