@@ -201,7 +201,7 @@ SAMPLING_PROMPT, SAMPLING_SEEDS = "The quick brown fox", range(100)
 
 
 @pytest.mark.parametrize("temperature, top_k, top_p", SAMPLING)
-def test_first_sampled_token_follows_transformers_warpers(temperature, top_k, top_p):
+def test_first_sampled_token_follows_transformers_warpers(temperature, top_k, top_p, rebuilt_tiny_llama):
     """Known-good source: transformers' TemperatureLogitsWarper, TopKLogitsWarper and TopPLogitsWarper, then softmax,
     on the fixture's first-token logits. Over seeds 0-99 the sample's first token never leaves that support, and its
     counts fit those probabilities (chi-square, p > 0.001; categories expected under 5 times are pooled)."""
@@ -212,8 +212,8 @@ def test_first_sampled_token_follows_transformers_warpers(temperature, top_k, to
     from transformers import AutoTokenizer, LlamaForCausalLM
     from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
-    tokenizer = AutoTokenizer.from_pretrained(TINY_LLAMA / "hf")
-    model = LlamaForCausalLM.from_pretrained(TINY_LLAMA / "hf").eval()
+    tokenizer = AutoTokenizer.from_pretrained(rebuilt_tiny_llama / "hf")
+    model = LlamaForCausalLM.from_pretrained(rebuilt_tiny_llama / "hf").eval()
     input_ids = tokenizer(SAMPLING_PROMPT, return_tensors="pt")["input_ids"]
     with torch.no_grad():
         scores = TemperatureLogitsWarper(temperature)(input_ids, model(input_ids).logits[:, -1].float())
@@ -225,8 +225,8 @@ def test_first_sampled_token_follows_transformers_warpers(temperature, top_k, to
         expected[text] = expected.get(text, 0) + probs[token] * len(SAMPLING_SEEDS)
 
     def first_token(seed: int) -> str:
-        run = run_sample("multinomial.py", TINY_LLAMA / "ir", SAMPLING_PROMPT, "--max-new-tokens", 1, "--temperature",
-                         temperature, "--top-k", top_k, "--top-p", top_p, "--seed", seed, "--f32")
+        run = run_sample("multinomial.py", rebuilt_tiny_llama / "ir", SAMPLING_PROMPT, "--max-new-tokens", 1,
+                         "--temperature", temperature, "--top-k", top_k, "--top-p", top_p, "--seed", seed, "--f32")
         assert run.returncode == 0, run.stderr
         return run.stdout[:-1]
 
