@@ -1,0 +1,261 @@
+#!/usr/bin/env python3
+"""Every sample against openvino_genai on the same IR, on this machine, in one run: a Markdown table on stdout.
+
+Each figure is the median of --runs runs after one warm-up run, the sides taking turns. Every run is a fresh process
+(the sample file itself, or a small openvino_genai script), so loading and compiling stay out of the figures, and its
+peak RSS (VmHWM) is its own.
+  greedy        time to first token and decode tokens/s for prompts of about 16, 512 and 2048 tokens, 128 new tokens,
+                default precision and --f32; genai LLMPipeline with ignore_eos, no chat template, in its CPU default
+                (paged attention) and with ATTENTION_BACKEND=SDPA (the stateful model the samples use)
+  beam search   wall time of 20 new tokens with 4 beams, and 15 beams in 3 groups (ours: the sample answers the same
+                prompt 1 + K times, one line each: the time from the first line to the last, divided by K;
+                genai: its second generate() in the process)
+  throughput    aggregate tokens/s for 16 prompts, 1 request and the optimal count, and genai generate(list)
+  image         seconds per denoising step (steps after the first) at 512x512, 20 steps, on the tiny SD model;
+                the UNet's own inference time per step (batch 2, static shapes) is the floor
+--quick runs the tiny fixtures with short prompts, once: it shows that everything runs (the tests use it).
+Needs scripts/requirements.txt (openvino-genai). Example: python scripts/benchmark.py --runs 5 > benchmark.md
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import openvino as ov
+import openvino_tokenizers  # noqa: F401  lets the Core read the tokenizer IRs
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLES = REPO / "samples"
+F32_HINTS = {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32", "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0"}
+# Runs a sample file as __main__, then prints the process's peak RSS (VmHWM, kB) on stderr.
+WITH_RSS = """import atexit, runpy, sys
+atexit.register(lambda: print(next(line for line in open("/proc/self/status") if line.startswith("VmHWM")),
+                              file=sys.stderr))
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")"""
+# The openvino_genai side: one task given as JSON, its figures printed as JSON.
+GENAI = """import atexit, json, sys, time
+atexit.register(lambda: print(next(line for line in open("/proc/self/status") if line.startswith("VmHWM")),
+                              file=sys.stderr))
+import openvino_genai
+task = json.loads(sys.argv[1])
+if task["kind"] == "image":
+    pipe = openvino_genai.Text2ImagePipeline(task["model"], "CPU")
+    pipe.generate(task["prompt"], width=task["size"], height=task["size"], num_inference_steps=task["steps"],
+                  rng_seed=42)
+    metrics = pipe.get_performance_metrics()
+    print(json.dumps({"step_s": metrics.get_first_and_other_iter_duration()[1] / 1000,
+                      "unet_s": metrics.get_first_and_other_unet_infer_duration()[1] / 1000}))
+else:
+    pipe = openvino_genai.LLMPipeline(task["model"], "CPU", **task["properties"])
+    config = openvino_genai.GenerationConfig(max_new_tokens=task["max_new_tokens"], ignore_eos=True,
+                                             apply_chat_template=False, **task["generation"])
+    if task["warm_up"]:
+        pipe.generate(task["prompts"], config)
+    start = time.perf_counter()
+    metrics = pipe.generate(task["prompts"], config).perf_metrics  # a list in, DecodedResults out
+    wall = time.perf_counter() - start
+    print(json.dumps({"ttft_ms": metrics.get_ttft().mean, "tokens_per_s": metrics.get_throughput().mean,
+                      "wall_s": wall, "tokens": metrics.get_num_generated_tokens(),
+                      "aggregate_tokens_per_s": metrics.get_num_generated_tokens() / wall}))
+"""
+TEXT = ("The lighthouse keeper climbed the spiral stairs every evening at dusk, trimmed the wick, polished the great "
+        "lens and watched the beam sweep across the dark water, counting the ships that passed the rocks. ")
+THROUGHPUT_PROMPTS = ["Once upon a time", "The capital of France is", "def quicksort(items):", "The Moon is",
+                      "In 1969,", "My favourite recipe is", "Three reasons to learn Python:", "The best way to learn",
+                      "A haiku about the sea:", "The history of Rome", "Water boils at", "The largest planet is",
+                      "How to make bread:", "The quick brown fox", "Dear diary, today", "Machine learning is"]
+
+
+def run(label: str, command: list[str]) -> tuple[str, str, float, float]:
+    """stdout, stderr without the RSS line, peak RSS in MB, wall seconds of one process."""
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{label} failed: {done.stderr.strip()[-800:]}")
+    *lines, rss = done.stderr.strip().splitlines()
+    return done.stdout, "\n".join(lines), int(rss.split()[1]) / 1024, wall
+
+
+def sample(name: str, *args) -> tuple[str, str, float, float]:
+    return run(f"samples/{name}", [sys.executable, "-c", WITH_RSS, str(SAMPLES / name), *map(str, args)])
+
+
+def line_times(name: str, *args) -> tuple[list[float], float]:
+    """When each stdout line of a sample's run arrived (perf_counter seconds), and the run's peak RSS in MB."""
+    command = [sys.executable, "-c", WITH_RSS, str(SAMPLES / name), *map(str, args)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    times = [time.perf_counter() for _ in process.stdout]
+    _, stderr = process.communicate()
+    if process.returncode != 0:
+        raise SystemExit(f"samples/{name} failed: {stderr.strip()[-800:]}")
+    return times, int(stderr.strip().splitlines()[-1].split()[1]) / 1024
+
+
+def genai(task: dict) -> tuple[dict, float]:
+    stdout, _, rss, _ = run(f"openvino_genai on {task}", [sys.executable, "-c", GENAI, json.dumps(task)])
+    return json.loads(stdout), rss
+
+
+def prompt_of(model: Path, tokens: int) -> str:
+    """A prompt of about `tokens` tokens of the model's tokenizer (a repeated paragraph, cut, decoded)."""
+    core = ov.Core()
+    ids = core.compile_model(model / "openvino_tokenizer.xml", "CPU")([TEXT * (tokens // 20 + 2)])["input_ids"]
+    return str(core.compile_model(model / "openvino_detokenizer.xml", "CPU")(ids[:, :tokens])["string_output"][0])
+
+
+def unet_floor(model: Path, size: int, runs: int) -> float:
+    """Seconds of one inference of the UNet as the sample runs it (batch 2, static shapes, f32 timestep)."""
+    core = ov.Core()
+    unet = core.read_model(model / "unet" / "openvino_model.xml")
+    hidden = unet.input("encoder_hidden_states").partial_shape[2].get_length()
+    unet.input("timestep").get_node().set_element_type(ov.Type.f32)
+    unet.reshape({"sample": [2, 4, size // 8, size // 8], "timestep": [2], "encoder_hidden_states": [2, 77, hidden]})
+    request = core.compile_model(unet, "CPU").create_infer_request()
+    inputs = [np.random.default_rng(0).standard_normal((2, 4, size // 8, size // 8)).astype(np.float32),
+              np.full(2, 500, np.float32), np.zeros((2, 77, hidden), np.float32)]
+    request.infer(inputs)
+    times = []
+    for _ in range(max(runs, 3) * 4):
+        start = time.perf_counter()
+        request.infer(inputs)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+class Table:
+    """Rows of medians: a figure, ours, genai (paged attention), genai (SDPA), and our ratio to each."""
+
+    def __init__(self):
+        self.rows = []
+
+    def add(self, figure: str, ours: list[float], paged: list[float] | None, sdpa: list[float] | None, unit: str):
+        cells = [statistics.median(values) if values else None for values in (ours, paged, sdpa)]
+        ratios = [f"{cells[0] / other:.2f}" if other else "" for other in cells[1:]]
+        shown = [f"{value:.{0 if value >= 100 else 3 if value < 1 else 1}f}" if value is not None else "" for value in
+                 cells]
+        self.rows.append(f"| {figure} ({unit}) | {' | '.join(shown)} | {' | '.join(ratios)} |")
+        print(self.rows[-1], file=sys.stderr)
+
+    def __str__(self):
+        return "\n".join(["| figure | ours | genai (paged) | genai (SDPA) | ours / paged | ours / SDPA |",
+                          "| --- | ---: | ---: | ---: | ---: | ---: |", *self.rows])
+
+
+def figures(stderr: str) -> tuple[float, float]:
+    """greedy.py's last stderr line: time to first token (ms) and decode tokens/s."""
+    words = stderr.strip().splitlines()[-1].replace(",", "").split()
+    return float(words[words.index("first") + 2]), float(words[-2])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=REPO / "models" / "SmolLM2-135M-Instruct", help="LLM folder")
+    parser.add_argument("--sd-model", type=Path, default=REPO / "tests" / "data" / "tiny-sd" / "ir")
+    parser.add_argument("--runs", type=int, default=5, help="measured runs per figure, after one warm-up run")
+    parser.add_argument("--quick", action="store_true", help="tiny fixtures, short prompts, one run: a smoke test")
+    args = parser.parse_args()
+    model = REPO / "tests" / "data" / "tiny-llama" / "ir" if args.quick else args.model
+    lengths, new_tokens, beam_tokens, extra = ((16, 64), 16, 8, 3) if args.quick else ((16, 512, 2048), 128, 20, 5)
+    runs, warm_up = (1, 0) if args.quick else (args.runs, 1)
+    size, steps = (64, 3) if args.quick else (512, 20)
+    table, sides = Table(), {"paged": {}, "sdpa": {"ATTENTION_BACKEND": "SDPA"}}
+    with open("/proc/cpuinfo") as cpuinfo:
+        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "a CPU")
+    print(f"{cpu}, {os.cpu_count()} logical cores, OpenVINO {ov.get_version()}, {runs} run(s) per figure (median)\n")
+    scratch = Path(tempfile.mkdtemp(prefix="benchmark-"))
+
+    for f32 in (False, True):
+        hints, precision = (F32_HINTS, "f32") if f32 else ({}, "default precision")
+        for length in lengths:
+            prompt, results = prompt_of(model, length), {"ours": [], "paged": [], "sdpa": []}
+            for run_index in range(warm_up + runs):
+                _, stderr, rss, _ = sample("greedy.py", model, prompt, "--max-new-tokens", new_tokens,
+                                           *(["--f32"] if f32 else []))
+                measured = [("ours", *figures(stderr), rss)]
+                for side, properties in sides.items():
+                    task = {"kind": "text", "model": str(model), "properties": {**properties, **hints},
+                            "generation": {}, "prompts": [prompt], "max_new_tokens": new_tokens, "warm_up": False}
+                    result, rss = genai(task)
+                    measured.append((side, result["ttft_ms"], result["tokens_per_s"], rss))
+                if run_index >= warm_up:
+                    for side, ttft, speed, rss in measured:
+                        results[side].append((ttft, speed, rss))
+            for column, name, unit in ((0, "time to first token", "ms, lower is better"),
+                                       (1, "decode", "tokens/s, higher is better"), (2, "peak RSS", "MB")):
+                table.add(f"greedy {name}, {length}-token prompt, {precision}",
+                          *([row[column] for row in results[side]] for side in ("ours", "paged", "sdpa")), unit)
+
+    short = prompt_of(model, 16)
+    for beams, groups in ((4, 1), (15, 3)):
+        options = ["--max-new-tokens", beam_tokens, "--num-beams", beams, "--num-beam-groups", groups,
+                   "--num-return-sequences", 1]
+        generation = {"num_beams": beams, "num_beam_groups": groups, "num_return_sequences": beams,
+                      "diversity_penalty": 1.0 if groups > 1 else 0.0}
+        results = {"ours": [], "paged": [], "sdpa": []}
+        for run_index in range(warm_up + runs):
+            times, rss = line_times("beam_search.py", model, *[short] * (1 + extra), *options)
+            measured = [("ours", (times[-1] - times[0]) / extra, rss)]
+            for side, properties in sides.items():
+                result, rss = genai({"kind": "text", "model": str(model), "properties": properties, "prompts": [short],
+                                     "generation": generation, "max_new_tokens": beam_tokens, "warm_up": True})
+                measured.append((side, result["wall_s"], rss))
+            if run_index >= warm_up:
+                for side, seconds, rss in measured:
+                    results[side].append((seconds, rss))
+        for column, name, unit in ((0, "wall time", "s, lower is better"), (1, "peak RSS", "MB")):
+            table.add(f"beam search {name}, {beam_tokens} new tokens, {beams} beams in {groups} group(s)",
+                      *([row[column] for row in results[side]] for side in ("ours", "paged", "sdpa")), unit)
+
+    prompts = THROUGHPUT_PROMPTS[:4] if args.quick else THROUGHPUT_PROMPTS
+    prompts_file = scratch / "prompts.txt"
+    prompts_file.write_text("".join(prompt + "\n" for prompt in prompts))
+    results = {"ours": [], "ours, 1 request": [], "paged": [], "sdpa": []}
+    for run_index in range(warm_up + runs):
+        _, stderr, rss, _ = sample("throughput.py", model, "--prompts", prompts_file, "--max-new-tokens", new_tokens,
+                                   "--compare")
+        speeds = [float(line.split()[-2]) for line in stderr.strip().splitlines()]
+        measured = [("ours", speeds[0]), ("ours, 1 request", speeds[1])]
+        for side, properties in sides.items():
+            result, _ = genai({"kind": "text", "model": str(model), "properties": properties, "prompts": prompts,
+                               "generation": {}, "max_new_tokens": new_tokens, "warm_up": False})
+            measured.append((side, result["aggregate_tokens_per_s"]))
+        if run_index >= warm_up:
+            for side, speed in measured:
+                results[side].append(speed)
+    table.add(f"throughput, {len(prompts)} prompts, optimal requests", results["ours"], results["paged"],
+              results["sdpa"], "tokens/s, higher is better")
+    table.add(f"throughput, {len(prompts)} prompts, 1 request", results["ours, 1 request"], results["paged"],
+              results["sdpa"], "tokens/s, higher is better")
+
+    results = {"ours": [], "paged": [], "rss": [], "genai rss": []}
+    image = scratch / "image.png"
+    for run_index in range(warm_up + runs):
+        _, stderr, rss, _ = sample("stable_diffusion.py", args.sd_model, "a lighthouse at sunset", "--steps", steps,
+                                   "--width", size, "--height", size, "--output", image)
+        step_times = [float(line.split()[2]) for line in stderr.splitlines() if line.startswith("step ")]
+        result, genai_rss = genai({"kind": "image", "model": str(args.sd_model), "prompt": "a lighthouse at sunset",
+                                   "size": size, "steps": steps})
+        if run_index >= warm_up:
+            results["ours"].append(statistics.median(step_times[1:]))
+            results["paged"].append(result["step_s"])
+            results["rss"].append(rss)
+            results["genai rss"].append(genai_rss)
+    shutil.rmtree(scratch)
+    table.add(f"image, {size}x{size}, {steps} steps, per step after the first", results["ours"], results["paged"],
+              None, "s, lower is better")
+    table.add("image, the UNet's own inference (the floor)", [unet_floor(args.sd_model, size, runs)], None, None, "s")
+    table.add("image, peak RSS", results["rss"], results["genai rss"], None, "MB")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

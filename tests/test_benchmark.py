@@ -1,0 +1,28 @@
+"""scripts/benchmark.py --quick runs end to end on the tiny fixtures (reference tier: it needs openvino_genai).
+
+Speed is never asserted: the benchmark prints figures side by side, and the README carries a full run's table.
+"""
+import re
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+pytestmark = pytest.mark.reference
+
+
+def test_quick_benchmark_prints_every_figure_for_both_sides():
+    run = subprocess.run([sys.executable, str(REPO / "scripts" / "benchmark.py"), "--quick"], capture_output=True,
+                         text=True, check=False, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = [line for line in run.stdout.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    number = r"\d+(\.\d+)?"
+    for kind in ("greedy time to first token", "greedy decode", "beam search wall time", "throughput", "image, 64x64"):
+        found = [row for row in rows if row.startswith(f"| {kind}")]
+        assert found, kind
+        for row in found:
+            cells = [cell.strip() for cell in row.strip("|").split("|")]
+            assert re.fullmatch(number, cells[1]) and re.fullmatch(number, cells[2]), row  # ours and genai
+    assert sum(row.startswith("| greedy decode") for row in rows) == 4  # 2 prompt lengths x 2 precisions
