@@ -13,6 +13,8 @@ from conftest import REPO, TINY_LLAMA, run_sample, tiny_llama_cases
 from test_beam_search import hypotheses
 from test_chat import chat_args, chat_cases, check_chat
 from test_greedy import STATS, check_against_reference
+from test_lcm import TINY_LCM, lcm_cases
+from test_lcm import check_case as check_lcm_case
 from test_stable_diffusion import TINY_SD, check_case, generate, read_png, sd_cases
 
 pytestmark = pytest.mark.reference
@@ -241,3 +243,22 @@ def test_first_sampled_token_follows_transformers_warpers(temperature, top_k, to
     assert len(counted) >= 3
     predicted = np.array(predicted) * len(drawn) / sum(predicted)  # exactly the same total, as chisquare wants
     assert chisquare(observed, predicted).pvalue > 0.001, (observed, predicted)
+
+
+@pytest.fixture(scope="module")
+def rebuilt_tiny_lcm(tmp_path_factory):
+    """scripts/tiny_lcm.py run afresh: new pipeline, IR (optimum-intel) and diffusers' images."""
+    out = tmp_path_factory.mktemp("tiny-lcm")
+    build = subprocess.run([sys.executable, str(REPO / "scripts" / "tiny_lcm.py"), str(out)], check=False,
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr[-3000:]
+    return out
+
+
+@pytest.mark.parametrize("name", lcm_cases())
+def test_rebuilt_tiny_lcm_matches_diffusers(name, rebuilt_tiny_lcm, tmp_path):
+    """Known-good source: diffusers' LatentConsistencyModelPipeline with the sample's latents and per-step noise
+    injected, recomputed just now; the committed images agree with it within one level too."""
+    expected = np.load(rebuilt_tiny_lcm / "expected" / f"{name}.npy")
+    assert np.abs(expected.astype(int) - np.load(TINY_LCM / "expected" / f"{name}.npy")).max() <= 1
+    check_lcm_case(lcm_cases(rebuilt_tiny_lcm)[name], expected, rebuilt_tiny_lcm / "ir", tmp_path)
