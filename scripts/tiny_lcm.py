@@ -11,10 +11,7 @@ and diffusers' LCMScheduler. Writes into OUT_DIR (default tests/data/tiny-lcm):
 Nothing is downloaded. Needs tests/requirements.txt.
 """
 import argparse
-import json
 import os
-import shutil
-import sys
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -22,9 +19,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 import diffusers.schedulers.scheduling_lcm
 import numpy as np
 import torch
-from diffusers import AutoencoderKL, LatentConsistencyModelPipeline, LCMScheduler, UNet2DConditionModel
-from tiny_sd import clip_tokenizer
-from transformers import CLIPTextConfig, CLIPTextModel
+from diffusers import LatentConsistencyModelPipeline, LCMScheduler
+from tiny_sd import SEED, build_fixture, parts
 
 REPO = Path(__file__).resolve().parent.parent
 SCHEDULER = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
@@ -37,27 +33,6 @@ CASES = {
     "low-guidance": {"prompt": "a small robot reading a book", "steps": 4, "guidance": 1.5},
     "non-square": {"prompt": "a futuristic city skyline", "steps": 4, "guidance": 8.0, "width": 96, "height": 64},
 }
-SEED = 42
-
-
-def build_pipeline(out: Path) -> LatentConsistencyModelPipeline:
-    torch.manual_seed(0)
-    tokenizer = clip_tokenizer()
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
-        max_position_embeddings=77, hidden_act="quick_gelu", bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)).eval()
-    unet = UNet2DConditionModel(sample_size=8, block_out_channels=(32, 64), layers_per_block=1,
-                                cross_attention_dim=32, attention_head_dim=(2, 4), time_cond_proj_dim=32,
-                                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), norm_num_groups=32).eval()
-    vae = AutoencoderKL(block_out_channels=(16, 16, 32, 32), norm_num_groups=8, latent_channels=4,
-                        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4).eval()
-    pipeline = LatentConsistencyModelPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                              scheduler=LCMScheduler(**SCHEDULER), safety_checker=None,
-                                              feature_extractor=None, requires_safety_checker=False)
-    pipeline.save_pretrained(out)
-    return pipeline
 
 
 def expected_image(pipeline: LatentConsistencyModelPipeline, case: dict) -> np.ndarray:
@@ -83,24 +58,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out_dir", nargs="?", type=Path, default=REPO / "tests" / "data" / "tiny-lcm")
     args = parser.parse_args()
-    for name in ("diffusers", "ir", "expected"):
-        shutil.rmtree(args.out_dir / name, ignore_errors=True)
-    pipeline = build_pipeline(args.out_dir / "diffusers")
-    print(f"saved {args.out_dir / 'diffusers'}", file=sys.stderr)
-
-    from optimum.exporters.openvino import main_export
-    main_export(str(args.out_dir / "diffusers"), args.out_dir / "ir", task="latent-consistency",
-                convert_tokenizer=True)
-    for config in (args.out_dir / "ir").rglob("*.json"):  # the same files wherever they are built
-        config.write_text(config.read_text().replace(str(args.out_dir.resolve()), "tiny-lcm"))
-    print(f"exported {args.out_dir / 'ir'}", file=sys.stderr)
-
-    (args.out_dir / "expected").mkdir()
-    for name, case in CASES.items():
-        np.save(args.out_dir / "expected" / f"{name}.npy", expected_image(pipeline, case))
-    cases = {name: {"seed": SEED, "width": 64, "height": 64, **case} for name, case in CASES.items()}
-    (args.out_dir / "expected" / "cases.json").write_text(json.dumps(cases, indent=1) + "\n")
-    print(f"wrote {len(CASES)} expected images to {args.out_dir / 'expected'}", file=sys.stderr)
+    pipeline = LatentConsistencyModelPipeline(**parts(time_cond_proj_dim=32), scheduler=LCMScheduler(**SCHEDULER))
+    build_fixture(args.out_dir, pipeline, "latent-consistency", "tiny-lcm", CASES, expected_image)
 
 
 if __name__ == "__main__":

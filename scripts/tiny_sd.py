@@ -85,7 +85,8 @@ def clip_tokenizer() -> CLIPTokenizer:
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
 
 
-def build_pipeline(out: Path) -> StableDiffusionPipeline:
+def parts(time_cond_proj_dim: int | None = None) -> dict:
+    """The tiny pipeline's tokenizer, text encoder, UNet (time_cond_proj_dim: LCM's guidance input), VAE; seed 0."""
     torch.manual_seed(0)
     tokenizer = clip_tokenizer()
     text_encoder = CLIPTextModel(CLIPTextConfig(
@@ -94,15 +95,34 @@ def build_pipeline(out: Path) -> StableDiffusionPipeline:
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)).eval()
     unet = UNet2DConditionModel(sample_size=8, block_out_channels=(32, 64), layers_per_block=1,
                                 cross_attention_dim=32, attention_head_dim=(2, 4),
+                                time_cond_proj_dim=time_cond_proj_dim,
                                 down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
                                 up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), norm_num_groups=32).eval()
     vae = AutoencoderKL(block_out_channels=(16, 16, 32, 32), norm_num_groups=8, latent_channels=4,
                         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4).eval()
-    pipeline = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                       scheduler=EulerDiscreteScheduler(**SCHEDULER), safety_checker=None,
-                                       feature_extractor=None, requires_safety_checker=False)
-    pipeline.save_pretrained(out)
-    return pipeline
+    return {"tokenizer": tokenizer, "text_encoder": text_encoder, "unet": unet, "vae": vae, "safety_checker": None,
+            "feature_extractor": None, "requires_safety_checker": False}
+
+
+def build_fixture(out_dir: Path, pipeline, task: str, label: str, cases: dict, expected_image) -> None:
+    """Save the pipeline in diffusers layout, export it with optimum-intel (TASK), record expected_image per case."""
+    for name in ("diffusers", "ir", "expected"):
+        shutil.rmtree(out_dir / name, ignore_errors=True)
+    pipeline.save_pretrained(out_dir / "diffusers")
+    print(f"saved {out_dir / 'diffusers'}", file=sys.stderr)
+
+    from optimum.exporters.openvino import main_export
+    main_export(str(out_dir / "diffusers"), out_dir / "ir", task=task, convert_tokenizer=True)
+    for config in (out_dir / "ir").rglob("*.json"):  # the same files wherever they are built
+        config.write_text(config.read_text().replace(str(out_dir.resolve()), label))
+    print(f"exported {out_dir / 'ir'}", file=sys.stderr)
+
+    (out_dir / "expected").mkdir()
+    for name, case in cases.items():
+        np.save(out_dir / "expected" / f"{name}.npy", expected_image(pipeline, case))
+    cases = {name: {"seed": SEED, "width": 64, "height": 64, **case} for name, case in cases.items()}
+    (out_dir / "expected" / "cases.json").write_text(json.dumps(cases, indent=1) + "\n")
+    print(f"wrote {len(cases)} expected images to {out_dir / 'expected'}", file=sys.stderr)
 
 
 def expected_image(pipeline: StableDiffusionPipeline, case: dict) -> np.ndarray:
@@ -120,23 +140,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out_dir", nargs="?", type=Path, default=REPO / "tests" / "data" / "tiny-sd")
     args = parser.parse_args()
-    for name in ("diffusers", "ir", "expected"):
-        shutil.rmtree(args.out_dir / name, ignore_errors=True)
-    pipeline = build_pipeline(args.out_dir / "diffusers")
-    print(f"saved {args.out_dir / 'diffusers'}", file=sys.stderr)
-
-    from optimum.exporters.openvino import main_export
-    main_export(str(args.out_dir / "diffusers"), args.out_dir / "ir", task="stable-diffusion", convert_tokenizer=True)
-    for config in (args.out_dir / "ir").rglob("*.json"):  # the same files wherever they are built
-        config.write_text(config.read_text().replace(str(args.out_dir.resolve()), "tiny-sd"))
-    print(f"exported {args.out_dir / 'ir'}", file=sys.stderr)
-
-    (args.out_dir / "expected").mkdir()
-    for name, case in CASES.items():
-        np.save(args.out_dir / "expected" / f"{name}.npy", expected_image(pipeline, case))
-    cases = {name: {"seed": SEED, "width": 64, "height": 64, **case} for name, case in CASES.items()}
-    (args.out_dir / "expected" / "cases.json").write_text(json.dumps(cases, indent=1) + "\n")
-    print(f"wrote {len(CASES)} expected images to {args.out_dir / 'expected'}", file=sys.stderr)
+    pipeline = StableDiffusionPipeline(**parts(), scheduler=EulerDiscreteScheduler(**SCHEDULER))
+    build_fixture(args.out_dir, pipeline, "stable-diffusion", "tiny-sd", CASES, expected_image)
 
 
 if __name__ == "__main__":
