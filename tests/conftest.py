@@ -34,6 +34,22 @@ def run_sample(name: str, *args: str, timeout: float = 300, stdin: str = "") -> 
                               input=stdin.encode("utf-8")))
 
 
+def check_bad_input(run: Run, says: str) -> None:
+    """Bad input: exit code 2, nothing on stdout, one line on stderr that contains SAYS, no traceback."""
+    assert run.returncode == 2
+    assert run.stdout == ""
+    assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert says in run.stderr and "Traceback" not in run.stderr
+
+
+def rebuild(script: str, out: Path) -> Path:
+    """Run scripts/SCRIPT afresh into OUT (a fixture builder) and return OUT."""
+    build = subprocess.run([sys.executable, str(REPO / "scripts" / script), str(out)], check=False,
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr[-3000:]
+    return out
+
+
 def ir_copy_with_eos(folder: Path, destination: Path, eos_token_id: int | None) -> Path:
     """A copy of an IR folder whose tokenizer rt_info names another EOS id, or none (None)."""
     shutil.copytree(folder, destination, dirs_exist_ok=True)
@@ -64,8 +80,4 @@ def default_model() -> Path:
 @pytest.fixture(scope="session")
 def rebuilt_tiny_llama(tmp_path_factory):
     """scripts/tiny_llm.py run afresh: new weights, IR and transformers outputs."""
-    out = tmp_path_factory.mktemp("tiny-llama")
-    build = subprocess.run([sys.executable, str(REPO / "scripts" / "tiny_llm.py"), str(out)],
-                           check=False, capture_output=True, text=True)
-    assert build.returncode == 0, build.stderr[-3000:]
-    return out
+    return rebuild("tiny_llm.py", tmp_path_factory.mktemp("tiny-llama"))

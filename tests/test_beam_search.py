@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from conftest import TINY_LLAMA, ir_copy_with_eos, run_sample
+from conftest import TINY_LLAMA, check_bad_input, ir_copy_with_eos, run_sample
 
 IR = TINY_LLAMA / "ir"
 CASES = json.loads((TINY_LLAMA / "expected_beam.json").read_text())
@@ -86,7 +86,4 @@ BAD_INPUTS = {
 def test_bad_input_gives_one_line_and_exit_code_2(name):
     args, says = BAD_INPUTS[name]
     run = run_sample("beam_search.py", *args)
-    assert run.returncode == 2
-    assert run.stdout == ""
-    assert len(run.stderr.strip().splitlines()) == 1, run.stderr
-    assert says in run.stderr and "Traceback" not in run.stderr
+    check_bad_input(run, says)

@@ -3,13 +3,11 @@
 Needs tests/requirements.txt (torch, transformers, optimum-intel, openvino_genai). Run with `pytest -m reference`.
 """
 
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import REPO, TINY_LLAMA, run_sample, tiny_llama_cases
+from conftest import TINY_LLAMA, rebuild, run_sample, tiny_llama_cases
 from test_beam_search import hypotheses
 from test_chat import chat_args, chat_cases, check_chat
 from test_greedy import STATS, check_against_reference
@@ -160,11 +158,7 @@ def test_group_beam_search_matches_openvino_genai(model, early_stopping, genai_p
 @pytest.fixture(scope="module")
 def rebuilt_tiny_sd(tmp_path_factory):
     """scripts/tiny_sd.py run afresh: new pipeline, IR (optimum-intel) and diffusers' images."""
-    out = tmp_path_factory.mktemp("tiny-sd")
-    build = subprocess.run([sys.executable, str(REPO / "scripts" / "tiny_sd.py"), str(out)], check=False,
-                           capture_output=True, text=True)
-    assert build.returncode == 0, build.stderr[-3000:]
-    return out
+    return rebuild("tiny_sd.py", tmp_path_factory.mktemp("tiny-sd"))
 
 
 def test_committed_sd_fixture_is_what_the_script_builds(rebuilt_tiny_sd):
@@ -248,11 +242,7 @@ def test_first_sampled_token_follows_transformers_warpers(temperature, top_k, to
 @pytest.fixture(scope="module")
 def rebuilt_tiny_lcm(tmp_path_factory):
     """scripts/tiny_lcm.py run afresh: new pipeline, IR (optimum-intel) and diffusers' images."""
-    out = tmp_path_factory.mktemp("tiny-lcm")
-    build = subprocess.run([sys.executable, str(REPO / "scripts" / "tiny_lcm.py"), str(out)], check=False,
-                           capture_output=True, text=True)
-    assert build.returncode == 0, build.stderr[-3000:]
-    return out
+    return rebuild("tiny_lcm.py", tmp_path_factory.mktemp("tiny-lcm"))
 
 
 @pytest.mark.parametrize("name", lcm_cases())

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from conftest import TINY_LLAMA, run_sample, tiny_llama_cases
+from conftest import TINY_LLAMA, check_bad_input, run_sample, tiny_llama_cases
 
 IR = TINY_LLAMA / "ir"
 CASES = [case for case in tiny_llama_cases() if "\n" not in case["prompt"]]  # a prompts file holds one per line
@@ -53,15 +53,12 @@ def test_default_prompts_and_requests(tmp_path):
 ])
 def test_bad_input_gives_one_line_and_exit_code_2(args, says):
     run = run_sample("throughput.py", IR, *args)
-    assert (run.returncode, run.stdout) == (2, "")
-    assert len(run.stderr.strip().splitlines()) == 1, run.stderr
-    assert says in run.stderr and "Traceback" not in run.stderr
+    check_bad_input(run, says)
 
 
 def test_a_prompts_file_without_prompts_is_bad_input(tmp_path):
     run = run_throughput(IR, ["", "   "], tmp_path)
-    assert (run.returncode, run.stdout) == (2, "")
-    assert "holds no prompt" in run.stderr and len(run.stderr.strip().splitlines()) == 1
+    check_bad_input(run, "holds no prompt")
 
 
 REAL_PROMPTS = ["The Sun is a star. Its light", "中国的首都是", "My favourite emoji are 🙂 and", "Paris",
