@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, check_bad_input, run_sample
-from test_stable_diffusion import PROGRESS, read_png, without
+from test_stable_diffusion import PROGRESS, check_image, without
 
 TINY_LCM = REPO / "tests" / "data" / "tiny-lcm"
 
@@ -36,9 +36,7 @@ def check_case(case: dict, expected: np.ndarray, model: Path, tmp_path: Path) ->
     assert run.stdout == ""
     assert [PROGRESS.match(line)[1] for line in run.stderr.splitlines()[:-1]] == [
         str(i) for i in range(1, case["steps"] + 1)]
-    image = read_png(tmp_path / "out.png")
-    assert image.shape == expected.shape == (case["height"], case["width"], 3)
-    assert np.abs(image.astype(int) - expected).max() <= 1
+    check_image(tmp_path / "out.png", expected, case)
 
 
 CASES = lcm_cases()

@@ -65,13 +65,18 @@ def generate(case: dict, model: Path, output: Path, *extra: str):
                                                      else []))
 
 
+def check_image(png: Path, expected: np.ndarray, case: dict) -> None:
+    """The PNG is the reference image, of the case's size, to within 1 uint8 level on every pixel."""
+    image = read_png(png)
+    assert image.shape == expected.shape == (case["height"], case["width"], 3)
+    assert np.abs(image.astype(int) - expected).max() <= 1
+
+
 def check_case(case: dict, expected: np.ndarray, tmp_path: Path, ir: Path) -> None:
     """With --f32 the PNG is diffusers' image to within 1 uint8 level on every pixel."""
     run = generate(case, model_for(case, tmp_path, ir), tmp_path / "out.png", "--f32")
     assert run.returncode == 0, run.stderr
-    image = read_png(tmp_path / "out.png")
-    assert image.shape == expected.shape == (case["height"], case["width"], 3)
-    assert np.abs(image.astype(int) - expected).max() <= 1
+    check_image(tmp_path / "out.png", expected, case)
 
 
 CASES = sd_cases()
