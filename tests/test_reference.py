@@ -104,6 +104,26 @@ def test_default_model_matches_openvino_genai(prompt, default_model, genai_sdpa)
     assert run.stdout == str(expected) + "\n"
 
 
+@pytest.fixture(scope="module")
+def genai_paged(default_model):
+    import openvino_genai
+
+    return openvino_genai.LLMPipeline(str(default_model), "CPU")  # its default: paged attention, default precision
+
+
+@pytest.mark.parametrize("prompt", [*REAL_PROMPTS, "The lighthouse keeper climbed the stairs. " * 40])
+def test_paged_attention_matches_openvino_genai_default(prompt, default_model, genai_paged):
+    """Known-good source: openvino_genai's default LLMPipeline (the same PagedAttention kernels and u8 cache),
+    greedy, default precision; the last prompt (about 280 tokens) fills several cache blocks."""
+    import openvino_genai
+
+    config = openvino_genai.GenerationConfig(max_new_tokens=40, apply_chat_template=False, do_sample=False)
+    expected = genai_paged.generate(prompt, config)
+    run = run_sample("paged_attention.py", default_model, prompt, "--max-new-tokens", 40)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == str(expected) + "\n"
+
+
 def test_default_model_runs_with_no_arguments(default_model):
     """The README's first command: no arguments, the default model and prompt, text on stdout."""
     run = run_sample("greedy.py", "--max-new-tokens", 16)

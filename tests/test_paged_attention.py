@@ -1,0 +1,52 @@
+"""samples/paged_attention.py on the committed tiny fixture: fast tier, needs only requirements.txt and pytest.
+
+Known-good source: transformers' greedy generate() on the same weights (tests/data/tiny-llama/expected.json), as for
+greedy.py. The fixture's longest prompt fills several cache blocks, so a wrong block table or past length fails.
+"""
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, check_bad_input, run_sample, sample_env
+from test_greedy import BAD_INPUTS, CASES, IR, STATS, check_against_reference
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"prompt{i}" for i in range(len(CASES))])
+def test_tiny_llama_matches_transformers(case):
+    """Token for token with transformers' greedy generate (f32), including a stop on EOS."""
+    check_against_reference(run_sample("paged_attention.py", IR, case["prompt"], "--max-new-tokens",
+                                       case["max_new_tokens"], "--f32"), case)
+
+
+def test_the_cases_span_several_cache_blocks():
+    """Prompt and answer of the longest case need more than 4 blocks of 32 tokens (the CPU's block size)."""
+    assert max(len(case["prompt_ids"]) + len(case["new_ids"]) for case in CASES) > 4 * 32
+
+
+def test_default_precision_equals_greedy_py():
+    """Without --f32 the tiny model's cache is f16 in both samples; the two attention kernels agree on it."""
+    for case in CASES[:3]:
+        args = (IR, case["prompt"], "--max-new-tokens", 12)
+        paged, stateful = run_sample("paged_attention.py", *args), run_sample("greedy.py", *args)
+        assert paged.returncode == 0, paged.stderr
+        assert paged.stdout == stateful.stdout and STATS.match(paged.stderr.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("name", BAD_INPUTS)
+def test_bad_input_gives_one_line_and_exit_code_2(name, tmp_path):
+    make_folder, args, says = BAD_INPUTS[name]
+    check_bad_input(run_sample("paged_attention.py", make_folder(tmp_path), *args), says)
+
+
+def test_ctrl_c_exits_130_without_traceback():
+    command = [sys.executable, str(REPO / "samples" / "paged_attention.py"), IR, "Once upon a time",
+               "--max-new-tokens", "100000", "--f32"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=sample_env())
+    assert process.stdout.read(1)  # generation has started
+    os.kill(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert b"Traceback" not in stderr
