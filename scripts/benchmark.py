@@ -1,19 +1,21 @@
 #!/usr/bin/env python3
 """Every sample against openvino_genai on the same IR, on this machine, in one run: a Markdown table on stdout.
 
-Each figure is the median of --runs runs after one warm-up run, the sides taking turns. Every run is a fresh process
-(the sample file itself, or a small openvino_genai script), so loading and compiling stay out of the figures, and its
-peak RSS (VmHWM) is its own.
+Each figure is the median of --runs runs after one warm-up run, the sides taking turns; each ratio is the median of
+the runs' own ratios (ours against the genai run next to it: this shared VM drifts by 20% within minutes). Every run
+is a fresh process (the sample file itself, or a small openvino_genai script), so loading and compiling stay out of
+the figures, and its peak RSS (VmHWM) is its own.
   greedy        time to first token and decode tokens/s for prompts of about 16, 512 and 2048 tokens, 128 new tokens,
-                default precision and --f32; genai LLMPipeline with ignore_eos, no chat template, in its CPU default
-                (paged attention) and with ATTENTION_BACKEND=SDPA (the stateful model the samples use)
+                default precision and --f32, for greedy.py (stateful model) and paged_attention.py; genai LLMPipeline
+                with ignore_eos, no chat template, in its CPU default (paged attention) and with
+                ATTENTION_BACKEND=SDPA (the stateful model greedy.py uses)
   beam search   wall time of 20 new tokens with 4 beams, and 15 beams in 3 groups (ours: the sample answers the same
                 prompt 1 + K times, one line each: the time from the first line to the last, divided by K;
                 genai: its second generate() in the process)
   throughput    aggregate tokens/s for 16 prompts of 32 new tokens, 1 request and the optimal count, and genai
                 generate(list of prompts)
   image         seconds per denoising step (steps after the first) at 512x512, 20 steps, on the tiny SD model;
-                the UNet's own inference time per step (batch 2, static shapes) is the floor
+                the floor: the UNet's own inference (batch 2, static shapes), timed right after each run
 --quick runs the tiny fixtures with short prompts, once: it shows that everything runs (the tests use it).
 Needs scripts/requirements.txt (openvino-genai). Example: python scripts/benchmark.py --runs 5 > benchmark.md
 """
@@ -113,8 +115,8 @@ def prompt_of(model: Path, tokens: int) -> str:
     return str(core.compile_model(model / "openvino_detokenizer.xml", "CPU")(ids[:, :tokens])["string_output"][0])
 
 
-def unet_floor(model: Path, size: int, runs: int) -> float:
-    """Seconds of one inference of the UNet as the sample runs it (batch 2, static shapes, f32 timestep)."""
+def unet_floor(model: Path, size: int) -> float:
+    """Seconds of one UNet inference as the sample runs it (batch 2, static shapes, f32 timestep), median of 10."""
     core = ov.Core()
     unet = core.read_model(model / "unet" / "openvino_model.xml")
     hidden = unet.input("encoder_hidden_states").partial_shape[2].get_length()
@@ -125,7 +127,7 @@ def unet_floor(model: Path, size: int, runs: int) -> float:
               np.full(2, 500, np.float32), np.zeros((2, 77, hidden), np.float32)]
     request.infer(inputs)
     times = []
-    for _ in range(max(runs, 3) * 4):
+    for _ in range(10):
         start = time.perf_counter()
         request.infer(inputs)
         times.append(time.perf_counter() - start)
@@ -139,10 +141,12 @@ class Table:
         self.rows = []
 
     def add(self, figure: str, ours: list[float], paged: list[float] | None, sdpa: list[float] | None, unit: str):
+        """Each list holds one figure a run; run i of every side ran next to run i of the others."""
         cells = [statistics.median(values) if values else None for values in (ours, paged, sdpa)]
-        ratios = [f"{cells[0] / other:.2f}" if other else "" for other in cells[1:]]
-        shown = [f"{value:.{0 if value >= 100 else 3 if value < 1 else 1}f}" if value is not None else "" for value in
-                 cells]
+        ratios = [f"{statistics.median(mine / theirs for mine, theirs in zip(ours, other)):.2f}" if other else ""
+                  for other in (paged, sdpa)]
+        shown = ["" if value is None else f"{value:.2f}" if unit.startswith("ratio") else
+                 f"{value:.{0 if value >= 100 else 3 if value < 1 else 1}f}" for value in cells]
         self.rows.append(f"| {figure} ({unit}) | {' | '.join(shown)} | {' | '.join(ratios)} |")
         print(self.rows[-1], file=sys.stderr)
 
@@ -152,7 +156,7 @@ class Table:
 
 
 def figures(stderr: str) -> tuple[float, float]:
-    """greedy.py's last stderr line: time to first token (ms) and decode tokens/s."""
+    """greedy.py's (and paged_attention.py's) last stderr line: time to first token (ms) and decode tokens/s."""
     words = stderr.strip().splitlines()[-1].replace(",", "").split()
     return float(words[words.index("first") + 2]), float(words[-2])
 
@@ -178,11 +182,14 @@ def main() -> None:
     for f32 in (False, True):
         hints, precision = (F32_HINTS, "f32") if f32 else ({}, "default precision")
         for length in lengths:
-            prompt, results = prompt_of(model, length), {"ours": [], "paged": [], "sdpa": []}
+            prompt = prompt_of(model, length)
+            results = {"greedy.py": [], "paged_attention.py": [], "paged": [], "sdpa": []}
             for run_index in range(warm_up + runs):
-                _, stderr, rss, _ = sample("greedy.py", model, prompt, "--max-new-tokens", new_tokens,
-                                           *(["--f32"] if f32 else []))
-                measured = [("ours", *figures(stderr), rss)]
+                measured = []
+                for name in ("greedy.py", "paged_attention.py"):
+                    _, stderr, rss, _ = sample(name, model, prompt, "--max-new-tokens", new_tokens,
+                                               *(["--f32"] if f32 else []))
+                    measured.append((name, *figures(stderr), rss))
                 for side, properties in sides.items():
                     task = {"kind": "text", "model": str(model), "properties": {**properties, **hints},
                             "generation": {}, "prompts": [prompt], "max_new_tokens": new_tokens, "warm_up": False}
@@ -193,8 +200,9 @@ def main() -> None:
                         results[side].append((ttft, speed, rss))
             for column, name, unit in ((0, "time to first token", "ms, lower is better"),
                                        (1, "decode", "tokens/s, higher is better"), (2, "peak RSS", "MB")):
-                table.add(f"greedy {name}, {length}-token prompt, {precision}",
-                          *([row[column] for row in results[side]] for side in ("ours", "paged", "sdpa")), unit)
+                for ours in ("greedy.py", "paged_attention.py"):
+                    table.add(f"greedy {name}, {length}-token prompt, {precision}, {ours}",
+                              *([row[column] for row in results[side]] for side in (ours, "paged", "sdpa")), unit)
 
     short = prompt_of(model, 16)
     for beams, groups in ((4, 1), (15, 3)):
@@ -237,7 +245,7 @@ def main() -> None:
         table.add(f"throughput, {len(prompts)} prompts x {throughput_tokens} new tokens, {requests}", ours,
                   results["paged"], results["sdpa"], "tokens/s, higher is better")
 
-    results = {"ours": [], "paged": [], "rss": [], "genai rss": []}
+    results = {"ours": [], "paged": [], "floor": [], "rss": [], "genai rss": []}
     image = scratch / "image.png"
     for run_index in range(warm_up + runs):
         _, stderr, rss, _ = sample("stable_diffusion.py", args.sd_model, "a lighthouse at sunset", "--steps", steps,
@@ -245,15 +253,19 @@ def main() -> None:
         step_times = [float(line.split()[2]) for line in stderr.splitlines() if line.startswith("step ")]
         result, genai_rss = genai({"kind": "image", "model": str(args.sd_model), "prompt": "a lighthouse at sunset",
                                    "size": size, "steps": steps})
+        floor = unet_floor(args.sd_model, size)
         if run_index >= warm_up:
             results["ours"].append(statistics.median(step_times[1:]))
             results["paged"].append(result["step_s"])
+            results["floor"].append(floor)
             results["rss"].append(rss)
             results["genai rss"].append(genai_rss)
     shutil.rmtree(scratch)
     table.add(f"image, {size}x{size}, {steps} steps, per step after the first", results["ours"], results["paged"],
               None, "s, lower is better")
-    table.add("image, the UNet's own inference (the floor)", [unet_floor(args.sd_model, size, runs)], None, None, "s")
+    table.add("image, the UNet's own inference (the floor)", results["floor"], None, None, "s")
+    table.add("image, per step / floor", [mine / floor for mine, floor in zip(results["ours"], results["floor"])],
+              None, None, "ratio, run by run")
     table.add("image, peak RSS", results["rss"], results["genai rss"], None, "MB")
     print(table)
 

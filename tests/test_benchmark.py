@@ -25,4 +25,7 @@ def test_quick_benchmark_prints_every_figure_for_both_sides():
         for row in found:
             cells = [cell.strip() for cell in row.strip("|").split("|")]
             assert re.fullmatch(number, cells[1]) and re.fullmatch(number, cells[2]), row  # ours and genai
-    assert sum(row.startswith("| greedy decode") for row in rows) == 4  # 2 prompt lengths x 2 precisions
+    # 2 prompt lengths x 2 precisions x 2 samples (greedy.py, paged_attention.py)
+    assert sum(row.startswith("| greedy decode") for row in rows) == 8
+    assert sum("paged_attention.py" in row for row in rows) == 12
+    assert any(row.startswith("| image, per step / floor") for row in rows)
