@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("model_dir", nargs="?", type=Path, default=DEFAULT_MODEL_DIR, help="model folder")
     parser.add_argument("prompt", nargs="?", default="Once upon a time, a little robot", help="text to continue")
     parser.add_argument("--max-new-tokens", type=int, default=100, help="at most this many tokens, >= 1")
-    parser.add_argument("--device", default="CPU", help="CPU or GPU for the LLM")
+    parser.add_argument("--device", default="CPU", help="CPU or GPU for the LLM (tested on CPU)")
     parser.add_argument("--f32", action="store_true", help="compute and cache in f32: exact parity with references")
     args = parser.parse_args()
     for name in ("openvino_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml"):

@@ -1,0 +1,111 @@
+"""samples/continuous_batching.py: every answer equals greedy decoding's, however many sequences share an inference.
+
+Fast tier: the committed tiny fixture against transformers' greedy texts (expected.json). With fewer places than
+prompts, places are reused (a new prompt overwrites a finished one's cache blocks) and inferences mix a new prompt's
+prefill with the others' next tokens. Reference tier (marked): the real default model against greedy.py.
+"""
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import numpy as np
+import openvino as ov
+import openvino_tokenizers  # noqa: F401  lets the Core read the tokenizer IRs
+import pytest
+
+from conftest import REPO, check_bad_input, ir_copy_with_eos, run_sample, sample_env
+from test_greedy import BAD_INPUTS
+from test_throughput import CASES, IR, REAL_PROMPTS
+
+STATS = re.compile(r"^(\d+) prompts, (\d+) new tokens in [\d.]+ s: [\d.]+ tokens/s$")
+
+
+def run_batching(model, prompts: list[str], tmp_path, *args):
+    (tmp_path / "prompts.txt").write_text("".join(prompt + "\n" for prompt in prompts), encoding="utf-8")
+    return run_sample("continuous_batching.py", model, "--prompts", tmp_path / "prompts.txt", *args)
+
+
+@pytest.mark.parametrize("places", [1, 3, 32])
+def test_answers_are_transformers_greedy_texts_in_prompt_order(places, tmp_path):
+    """Twice the fixture's prompts (more prompts than places but for 32), answers in input order, one line each."""
+    cases = CASES * 2
+    run = run_batching(IR, [case["prompt"] for case in cases], tmp_path, "--max-sequences", places,
+                       "--max-new-tokens", cases[0]["max_new_tokens"], "--f32")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split("\n")[:-1] == [case["text"].replace("\n", "\\n") for case in cases]
+    stats = STATS.match(run.stderr.strip())
+    assert stats and stats.groups() == (str(len(cases)), str(sum(len(case["new_ids"]) for case in cases))), run.stderr
+
+
+def test_answers_ending_on_eos_free_their_places_for_the_next_prompts(tmp_path):
+    """With another EOS id, answers end at different steps and their places take the next prompts at once."""
+    counts = Counter(token for case in CASES for token in set(case["new_ids"]))
+    eos = next(token for token, count in counts.most_common() if count < len(CASES))  # in some answers, not all
+    ends = {case["new_ids"].index(eos) for case in CASES if eos in case["new_ids"]}
+    assert len(ends) > 1, "the answers would all end at the same step"
+    detokenizer = ov.Core().compile_model(IR / "openvino_detokenizer.xml", "CPU")
+    expected = [detokenizer(np.array([case["new_ids"][:case["new_ids"].index(eos) if eos in case["new_ids"] else None]],
+                                     dtype=np.int64))["string_output"][0].replace("\n", "\\n") for case in CASES * 2]
+    run = run_batching(ir_copy_with_eos(IR, tmp_path / "ir", eos), [case["prompt"] for case in CASES * 2], tmp_path,
+                       "--max-sequences", 3, "--max-new-tokens", CASES[0]["max_new_tokens"], "--f32")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split("\n")[:-1] == expected
+
+
+def test_default_precision_and_prompts_run():
+    run = run_sample("continuous_batching.py", IR, "--max-new-tokens", 3)
+    assert run.returncode == 0, run.stderr
+    assert int(STATS.match(run.stderr.strip())[1]) == len(run.stdout.split("\n")[:-1]) >= 4
+
+
+@pytest.mark.parametrize("name", ["missing folder", "empty folder", "no detokenizer", "not stateful", "no eos id"])
+def test_bad_model_folder_gives_one_line_and_exit_code_2(name, tmp_path):
+    check_bad_input(run_sample("continuous_batching.py", BAD_INPUTS[name][0](tmp_path)), BAD_INPUTS[name][2])
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--prompts", "/nowhere/prompts.txt"], "can't open"),
+    (["--max-sequences", "0"], "--max-sequences"),
+    (["--max-new-tokens", "0"], "--max-new-tokens"),
+    (["--device", "TPU"], "--device TPU"),
+])
+def test_bad_input_gives_one_line_and_exit_code_2(args, says):
+    check_bad_input(run_sample("continuous_batching.py", IR, *args), says)
+
+
+def test_a_prompts_file_without_prompts_is_bad_input(tmp_path):
+    check_bad_input(run_batching(IR, ["", "   "], tmp_path), "holds no prompt")
+
+
+@pytest.fixture(scope="module")
+def greedy_texts(default_model) -> list[str]:
+    """Known-good source: greedy.py on each prompt (f32), newlines written as \\n."""
+    texts = []
+    for prompt in REAL_PROMPTS:
+        greedy = run_sample("greedy.py", default_model, prompt, "--max-new-tokens", 30, "--f32")
+        assert greedy.returncode == 0, greedy.stderr
+        texts.append(greedy.stdout[:-1].replace("\n", "\\n"))
+    return texts
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize("places", [1, 4, 32])
+def test_real_model_answers_are_greedy_texts(places, default_model, greedy_texts, tmp_path):
+    run = run_batching(default_model, REAL_PROMPTS, tmp_path, "--max-sequences", places, "--max-new-tokens", 30,
+                       "--f32")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split("\n")[:-1] == greedy_texts
+
+
+def test_ctrl_c_exits_130_without_traceback():
+    command = [sys.executable, str(REPO / "samples" / "continuous_batching.py"), IR, "--max-new-tokens", "100000"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=sample_env())
+    time.sleep(5)  # loaded and generating: the answers come out only at the end
+    os.kill(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert b"Traceback" not in stderr
