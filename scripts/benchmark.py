@@ -12,8 +12,8 @@ the figures, and its peak RSS (VmHWM) is its own.
   beam search   wall time of 20 new tokens with 4 beams, and 15 beams in 3 groups (ours: the sample answers the same
                 prompt 1 + K times, one line each: the time from the first line to the last, divided by K;
                 genai: its second generate() in the process)
-  throughput    aggregate tokens/s for 16 prompts of 32 new tokens, 1 request and the optimal count, and genai
-                generate(list of prompts)
+  throughput    aggregate tokens/s for 16 prompts of 32 new tokens: throughput.py with 1 request and the optimal
+                count, continuous_batching.py (all 16 in each inference), and genai generate(list of prompts)
   image         seconds per denoising step (steps after the first) at 512x512, 20 steps, on the tiny SD model;
                 the floor: the UNet's own inference (batch 2, static shapes), timed right after each run
 --quick runs the tiny fixtures with short prompts, once: it shows that everything runs (the tests use it).
@@ -228,12 +228,14 @@ def main() -> None:
     prompts = THROUGHPUT_PROMPTS[:4] if args.quick else THROUGHPUT_PROMPTS
     prompts_file = scratch / "prompts.txt"
     prompts_file.write_text("".join(prompt + "\n" for prompt in prompts))
-    results = {"ours": [], "ours, 1 request": [], "paged": [], "sdpa": []}
+    results = {"ours": [], "ours, 1 request": [], "batching": [], "paged": [], "sdpa": []}
     for run_index in range(warm_up + runs):
         _, stderr, rss, _ = sample("throughput.py", model, "--prompts", prompts_file, "--max-new-tokens",
                                    throughput_tokens, "--compare")
         speeds = [float(line.split()[-2]) for line in stderr.strip().splitlines()]
-        measured = [("ours", speeds[0]), ("ours, 1 request", speeds[1])]
+        _, stderr, rss, _ = sample("continuous_batching.py", model, "--prompts", prompts_file, "--max-new-tokens",
+                                   throughput_tokens)
+        measured = [("ours", speeds[0]), ("ours, 1 request", speeds[1]), ("batching", float(stderr.split()[-2]))]
         for side, properties in sides.items():
             result, _ = genai({"kind": "text", "model": str(model), "properties": properties, "prompts": prompts,
                                "generation": {}, "max_new_tokens": throughput_tokens, "warm_up": False})
@@ -241,8 +243,10 @@ def main() -> None:
         if run_index >= warm_up:
             for side, speed in measured:
                 results[side].append(speed)
-    for requests, ours in (("optimal requests", results["ours"]), ("1 request", results["ours, 1 request"])):
-        table.add(f"throughput, {len(prompts)} prompts x {throughput_tokens} new tokens, {requests}", ours,
+    for how, ours in (("throughput.py, optimal requests", results["ours"]),
+                      ("throughput.py, 1 request", results["ours, 1 request"]),
+                      ("continuous_batching.py", results["batching"])):
+        table.add(f"throughput, {len(prompts)} prompts x {throughput_tokens} new tokens, {how}", ours,
                   results["paged"], results["sdpa"], "tokens/s, higher is better")
 
     results = {"ours": [], "paged": [], "floor": [], "rss": [], "genai rss": []}

@@ -29,3 +29,4 @@ def test_quick_benchmark_prints_every_figure_for_both_sides():
     assert sum(row.startswith("| greedy decode") for row in rows) == 8
     assert sum("paged_attention.py" in row for row in rows) == 12
     assert any(row.startswith("| image, per step / floor") for row in rows)
+    assert any(row.startswith("| throughput") and "continuous_batching.py" in row for row in rows)
