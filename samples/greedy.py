@@ -36,8 +36,7 @@ def main() -> None:
     args = parser.parse_args()
     for name in ("openvino_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml"):
         if not (args.model_dir / name).is_file():
-            parser.error(f"no {args.model_dir / name}: run scripts/prepare_default_model.py or export a model "
-                         "with optimum-cli export openvino --task text-generation-with-past")
+            parser.error(f"no {args.model_dir / name}: run scripts/prepare_default_model.py or optimum-cli export")
     if not args.prompt.strip() or args.max_new_tokens < 1:
         parser.error("the prompt is empty" if args.max_new_tokens > 0 else "--max-new-tokens must be at least 1")
 
@@ -58,26 +57,27 @@ def main() -> None:
     prompt_ids = tokenizer([args.prompt])["input_ids"]  # (1, prompt_len)
 
     request.reset_state()  # the KV cache is the model's state: empty it for each new prompt
-    start, tokens, text, printed = time.perf_counter(), [], "", ""
+    start, tokens, printed = time.perf_counter(), [], ""
     new_ids, length = prompt_ids, prompt_ids.shape[1]  # the first pass (prefill) feeds the whole prompt
     while len(tokens) < args.max_new_tokens:
-        request.infer({"input_ids": new_ids, "attention_mask": np.ones((1, length), dtype=np.int64),
-                       "position_ids": np.arange(length - new_ids.shape[1], length)[None],
-                       "beam_idx": np.zeros(1, dtype=np.int32)})  # the cache row each batch row continues
+        request.start_async({"input_ids": new_ids, "attention_mask": np.ones((1, length), dtype=np.int64),
+                             "position_ids": np.arange(length - new_ids.shape[1], length)[None],
+                             "beam_idx": np.zeros(1, dtype=np.int32)})  # the cache row each batch row continues
+        # While the model runs, show the tokens so far. Re-decode them all (alone, a token may lose its leading
+        # space); hold back a trailing U+FFFD, a UTF-8 character whose remaining bytes come with the next token.
+        text = detokenizer(np.array([tokens], dtype=np.int64))["string_output"][0]
+        if not text.endswith("\ufffd"):
+            print(text[len(printed):], end="", flush=True)
+            printed = text
+        request.wait()
         next_token = int(request.get_tensor("logits").data[0, -1].argmax())
         if not tokens:
             first_token_seconds = time.perf_counter() - start
         if next_token == eos_token_id:
             break
-        # Re-decode all tokens (alone, a token may lose its leading space); hold back a trailing U+FFFD,
-        # a UTF-8 character whose remaining bytes come with the next token.
         tokens.append(next_token)
-        text = detokenizer(np.array([tokens]))["string_output"][0]
-        if not text.endswith("\ufffd"):
-            print(text[len(printed):], end="", flush=True)
-            printed = text
         new_ids, length = np.array([[next_token]]), length + 1  # every later pass feeds one token
-    print(text[len(printed):], flush=True)
+    print(detokenizer(np.array([tokens], dtype=np.int64))["string_output"][0][len(printed):], flush=True)
     decode_speed = max(len(tokens) - 1, 0) / (time.perf_counter() - start - first_token_seconds)
     print(f"{prompt_ids.shape[1]} prompt tokens, {len(tokens)} new tokens, first in {first_token_seconds * 1000:.0f}"
           f" ms, then {decode_speed:.1f} tokens/s", file=sys.stderr)

@@ -31,8 +31,7 @@ def main() -> None:
     args = parser.parse_args()
     for name in ("openvino_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml"):
         if not (args.model_dir / name).is_file():
-            parser.error(f"no {args.model_dir / name}: run scripts/prepare_default_model.py or export a model "
-                         "with optimum-cli export openvino --task text-generation-with-past")
+            parser.error(f"no {args.model_dir / name}: run scripts/prepare_default_model.py or optimum-cli export")
     if not args.prompt.strip() or args.max_new_tokens < 1:
         parser.error("the prompt is empty" if args.max_new_tokens > 0 else "--max-new-tokens must be at least 1")
 
@@ -69,25 +68,26 @@ def main() -> None:
     block_table = {"block_indices": np.arange(blocks, dtype=np.int32),
                    "block_indices_begins": np.array([0, blocks], dtype=np.int32)}
 
-    start, tokens, text, printed = time.perf_counter(), [], "", ""
+    start, tokens, printed = time.perf_counter(), [], ""
     new_ids, past = prompt_ids, 0  # the first pass (prefill) feeds the whole prompt
     while len(tokens) < args.max_new_tokens:
-        request.infer({"input_ids": new_ids, "position_ids": np.arange(past, past + len(new_ids)),
-                       "past_lens": np.array([past], dtype=np.int32),  # tokens already in the cache
-                       "subsequence_begins": np.array([0, len(new_ids)], dtype=np.int32),  # one sequence
-                       "max_context_len": np.array(past + len(new_ids), dtype=np.int32), **block_table})
+        request.start_async({"input_ids": new_ids, "position_ids": np.arange(past, past + len(new_ids)),
+                             "past_lens": np.array([past], dtype=np.int32),  # tokens already in the cache
+                             "subsequence_begins": np.array([0, len(new_ids)], dtype=np.int32),  # one sequence
+                             "max_context_len": np.array(past + len(new_ids), dtype=np.int32), **block_table})
+        text = detokenizer(np.array([tokens], dtype=np.int64))["string_output"][0]  # meanwhile: see greedy.py
+        if not text.endswith("\ufffd"):
+            print(text[len(printed):], end="", flush=True)
+            printed = text
+        request.wait()
         next_token = int(request.get_tensor("logits").data[-1, -1].argmax())
         if not tokens:
             first_token_seconds = time.perf_counter() - start
         if next_token == eos_token_id:
             break
-        tokens.append(next_token)  # re-decode all tokens, hold back a trailing U+FFFD: see greedy.py
-        text = detokenizer(np.array([tokens]))["string_output"][0]
-        if not text.endswith("\ufffd"):
-            print(text[len(printed):], end="", flush=True)
-            printed = text
+        tokens.append(next_token)
         new_ids, past = np.array([next_token]), past + len(new_ids)  # every later pass feeds one token
-    print(text[len(printed):], flush=True)
+    print(detokenizer(np.array([tokens], dtype=np.int64))["string_output"][0][len(printed):], flush=True)
     decode_speed = max(len(tokens) - 1, 0) / (time.perf_counter() - start - first_token_seconds)
     print(f"{len(prompt_ids)} prompt tokens, {len(tokens)} new tokens, first in {first_token_seconds * 1000:.0f}"
           f" ms, then {decode_speed:.1f} tokens/s", file=sys.stderr)
