@@ -3,6 +3,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,19 @@ class Run:
 
 def sample_env() -> dict:
     return {**os.environ, "PYTHONIOENCODING": "utf-8", "HF_HUB_OFFLINE": "1"}
+
+
+def check_ctrl_c(name: str, *args, started) -> bytes:
+    """SIGINT to samples/NAME once started(process) is true (it may block until then): exit code 130, no traceback.
+    Returns the process's stderr."""
+    command = [sys.executable, str(REPO / "samples" / name), *map(str, args)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=sample_env())
+    assert started(process)
+    os.kill(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert b"Traceback" not in stderr
+    return stderr
 
 
 def run_sample(name: str, *args: str, timeout: float = 300, stdin: str = "") -> Run:

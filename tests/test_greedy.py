@@ -3,19 +3,15 @@
 Known-good source: transformers' greedy generate() on the same weights, recorded in
 tests/data/tiny-llama/expected.json by scripts/tiny_llm.py (tests/test_reference.py recomputes it).
 """
-import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
 
 import numpy as np
 import openvino as ov
 import openvino_tokenizers  # noqa: F401  lets the Core read the tokenizer IRs
 import pytest
 
-from conftest import REPO, TINY_LLAMA, check_bad_input, ir_copy_with_eos, run_sample, sample_env, tiny_llama_cases
+from conftest import TINY_LLAMA, check_bad_input, check_ctrl_c, ir_copy_with_eos, run_sample, tiny_llama_cases
 
 IR = TINY_LLAMA / "ir"
 CASES = tiny_llama_cases()
@@ -130,11 +126,5 @@ def test_bad_input_gives_one_line_and_exit_code_2(name, tmp_path):
 
 def test_ctrl_c_exits_130_without_traceback():
     """SIGINT while generating ends the process with 130 and no traceback."""
-    command = [sys.executable, str(REPO / "samples" / "greedy.py"), IR, "Once upon a time", "--max-new-tokens",
-               "1000000", "--f32"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=sample_env())
-    assert process.stdout.read(1)  # generation has started
-    os.kill(process.pid, signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130
-    assert b"Traceback" not in stderr
+    check_ctrl_c("greedy.py", IR, "Once upon a time", "--max-new-tokens", 1000000, "--f32",
+                 started=lambda process: process.stdout.read(1))  # generation has started

@@ -3,14 +3,9 @@
 Known-good source: transformers' greedy generate() on the same weights (tests/data/tiny-llama/expected.json), as for
 greedy.py. The fixture's longest prompt fills several cache blocks, so a wrong block table or past length fails.
 """
-import os
-import signal
-import subprocess
-import sys
-
 import pytest
 
-from conftest import REPO, check_bad_input, run_sample, sample_env
+from conftest import check_bad_input, check_ctrl_c, run_sample
 from test_greedy import BAD_INPUTS, CASES, IR, STATS, check_against_reference
 
 
@@ -42,11 +37,5 @@ def test_bad_input_gives_one_line_and_exit_code_2(name, tmp_path):
 
 
 def test_ctrl_c_exits_130_without_traceback():
-    command = [sys.executable, str(REPO / "samples" / "paged_attention.py"), IR, "Once upon a time",
-               "--max-new-tokens", "100000", "--f32"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=sample_env())
-    assert process.stdout.read(1)  # generation has started
-    os.kill(process.pid, signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130
-    assert b"Traceback" not in stderr
+    check_ctrl_c("paged_attention.py", IR, "Once upon a time", "--max-new-tokens", 100000, "--f32",
+                 started=lambda process: process.stdout.read(1))  # generation has started

@@ -5,20 +5,16 @@ sample's latents, recorded in tests/data/tiny-sd/expected/ by scripts/tiny_sd.py
 the fixture and recomputes them).
 """
 import json
-import os
 import re
 import shutil
-import signal
 import struct
-import subprocess
-import sys
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import REPO, check_bad_input, run_sample, sample_env
+from conftest import REPO, check_bad_input, check_ctrl_c, run_sample
 
 TINY_SD = REPO / "tests" / "data" / "tiny-sd"
 PROGRESS = re.compile(r"^step (\d+)/(\d+): \d+\.\d{3} s$")
@@ -154,14 +150,8 @@ def test_bad_input_gives_one_line_and_exit_code_2(name, tmp_path):
 
 def test_ctrl_c_exits_130_without_traceback(tmp_path):
     """SIGINT while denoising ends the process with 130 and no traceback."""
-    command = [sys.executable, str(REPO / "samples" / "stable_diffusion.py"), TINY_SD / "ir", "--steps", "100000",
-               "--width", "64", "--height", "64", "--output", tmp_path / "out.png"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=sample_env())
-    assert process.stderr.readline().startswith(b"step 1/")  # denoising has started
-    os.kill(process.pid, signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130
-    assert b"Traceback" not in stderr
+    check_ctrl_c("stable_diffusion.py", TINY_SD / "ir", "--steps", 100000, "--width", 64, "--height", 64, "--output",
+                 tmp_path / "out.png", started=lambda process: process.stderr.readline().startswith(b"step 1/"))
     assert not (tmp_path / "out.png").exists()
 
 
