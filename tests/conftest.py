@@ -32,7 +32,13 @@ def check_ctrl_c(name: str, *args, started) -> bytes:
     """SIGINT to samples/NAME once started(process) is true (it may block until then): exit code 130, no traceback.
     Returns the process's stderr."""
     command = [sys.executable, str(REPO / "samples" / name), *map(str, args)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=sample_env())
+    # A shell's background job (CI under nohup, say) ignores SIGINT, and a child inherits an ignored signal; a handled
+    # one is reset to the default on exec. So the sample starts as it would in a terminal.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=sample_env())
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert started(process)
     os.kill(process.pid, signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
