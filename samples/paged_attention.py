@@ -3,7 +3,7 @@
 
 The same stateful IR as greedy.py, rewritten at load time: each attention layer stops keeping its keys and values in
 the model's state and reads and writes them in blocks of cache tensors that this program owns (inputs key_cache.N
-and value_cache.N), found through a block table. On CPU these kernels prefill long prompts about 1.7x faster than
+and value_cache.N), found through a block table. On CPU these kernels prefill long prompts 1.7-2x faster than
 the stateful model's. Example: python samples/paged_attention.py models/SmolLM2-135M-Instruct "Hi"
 """
 import argparse
