@@ -233,7 +233,7 @@ def main() -> None:
         _, stderr, rss, _ = sample("throughput.py", model, "--prompts", prompts_file, "--max-new-tokens",
                                    throughput_tokens, "--compare")
         speeds = [float(line.split()[-2]) for line in stderr.strip().splitlines()]
-        _, stderr, rss, _ = sample("continuous_batching.py", model, "--prompts", prompts_file, "--max-new-tokens",
+        _, stderr, _, _ = sample("continuous_batching.py", model, "--prompts", prompts_file, "--max-new-tokens",
                                    throughput_tokens)
         measured = [("ours", speeds[0]), ("ours, 1 request", speeds[1]), ("batching", float(stderr.split()[-2]))]
         for side, properties in sides.items():

@@ -2,8 +2,6 @@
 
 Needs tests/requirements.txt (torch, transformers, optimum-intel, openvino_genai). Run with `pytest -m reference`.
 """
-
-
 import numpy as np
 import pytest
 
@@ -84,6 +82,17 @@ def test_default_model_chat_equals_greedy_on_the_whole_history(default_model):
     assert chat.stderr.splitlines() == fed
 
 
+def check_equals_genai(pipe, name: str, model, prompt: str, *args) -> None:
+    """samples/NAME's text for PROMPT (40 new tokens) equals openvino_genai's greedy generate, no chat template."""
+    import openvino_genai
+
+    config = openvino_genai.GenerationConfig(max_new_tokens=40, apply_chat_template=False, do_sample=False)
+    expected = pipe.generate(prompt, config)
+    run = run_sample(name, model, prompt, "--max-new-tokens", 40, *args)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == str(expected) + "\n"
+
+
 @pytest.fixture(scope="module")
 def genai_sdpa(default_model):
     """openvino_genai on the stateful model as the sample runs it (SDPA, not paged attention), in f32."""
@@ -95,13 +104,7 @@ def genai_sdpa(default_model):
 @pytest.mark.parametrize("prompt", REAL_PROMPTS)
 def test_default_model_matches_openvino_genai(prompt, default_model, genai_sdpa):
     """Known-good source: openvino_genai LLMPipeline greedy on the same IR, f32, no chat template."""
-    import openvino_genai
-
-    config = openvino_genai.GenerationConfig(max_new_tokens=40, apply_chat_template=False, do_sample=False)
-    expected = genai_sdpa.generate(prompt, config)
-    run = run_sample("greedy.py", default_model, prompt, "--max-new-tokens", 40, "--f32")
-    assert run.returncode == 0, run.stderr
-    assert run.stdout == str(expected) + "\n"
+    check_equals_genai(genai_sdpa, "greedy.py", default_model, prompt, "--f32")
 
 
 @pytest.fixture(scope="module")
@@ -115,13 +118,7 @@ def genai_paged(default_model):
 def test_paged_attention_matches_openvino_genai_default(prompt, default_model, genai_paged):
     """Known-good source: openvino_genai's default LLMPipeline (the same PagedAttention kernels and u8 cache),
     greedy, default precision; the last prompt (about 280 tokens) fills several cache blocks."""
-    import openvino_genai
-
-    config = openvino_genai.GenerationConfig(max_new_tokens=40, apply_chat_template=False, do_sample=False)
-    expected = genai_paged.generate(prompt, config)
-    run = run_sample("paged_attention.py", default_model, prompt, "--max-new-tokens", 40)
-    assert run.returncode == 0, run.stderr
-    assert run.stdout == str(expected) + "\n"
+    check_equals_genai(genai_paged, "paged_attention.py", default_model, prompt)
 
 
 def test_default_model_runs_with_no_arguments(default_model):
