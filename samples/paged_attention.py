@@ -1,100 +1,212 @@
 #!/usr/bin/env python3
-"""Greedy text generation with a paged KV cache: the PagedAttention kernels openvino_genai runs by default.
+"""Greedy text generation on a paged KV cache: the PagedAttention kernels openvino_genai
+runs by default, streamed to stdout as it is made.
 
-The same stateful IR as greedy.py, rewritten at load time: each attention layer stops keeping its keys and values in
-the model's state and reads and writes them in blocks of cache tensors that this program owns (inputs key_cache.N
-and value_cache.N), found through a block table. On CPU these kernels prefill long prompts 1.7-2x faster than
-the stateful model's. Example: python samples/paged_attention.py models/SmolLM2-135M-Instruct "Hi"
+The stateful LLM IR is rewritten at load time: each attention layer stops keeping its
+keys and values in the model's state and reads and writes them in blocks of cache
+tensors that this program owns (inputs key_cache.N and value_cache.N), found through a
+block table. On CPU these kernels prefill long prompts 1.7-2x faster.
+MODEL_DIR holds openvino_model.xml, openvino_tokenizer.xml and openvino_detokenizer.xml,
+as `optimum-cli export openvino --task text-generation-with-past` writes them.
+Example: python samples/paged_attention.py models/SmolLM2-135M-Instruct "Hello"
+See also samples/continuous_batching.py: many sequences on one paged cache.
 """
+
 import argparse
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import openvino as ov
-import openvino_tokenizers  # noqa: F401  registers the string operations the tokenizer IRs are made of
-from openvino._offline_transformations import paged_attention_transformation  # what genai and optimum-intel use
+import openvino_tokenizers  # noqa: F401  registers the tokenizer IRs' string operations
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "SmolLM2-135M-Instruct"
-MODEL_INPUTS = {"input_ids", "attention_mask", "position_ids", "beam_idx"}
-F32_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32", "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0"}
+# The graph rewrite that openvino_genai and optimum-intel use.
+from openvino._offline_transformations import paged_attention_transformation
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models/SmolLM2-135M-Instruct"
+DEFAULT_PROMPT = "Once upon a time, a little robot"
+EXPORT_HINT = "run scripts/prepare_default_model.py, or optimum-cli export openvino"
+LLM_FILES = ("openvino_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml")
+# Only a stateful export (--task text-generation-with-past) has beam_idx: the KV
+# cache lives in the model's state; beam_idx says which cache row a batch row continues.
+LLM_INPUTS = {"input_ids", "attention_mask", "position_ids", "beam_idx"}
+# Compute and cache in f32, with no on-the-fly quantization of activations: the numbers
+# then equal the references' (the CPU's default may be bf16 with an f16 or u8 cache).
+F32_CONFIG = {
+    "INFERENCE_PRECISION_HINT": "f32",
+    "KV_CACHE_PRECISION": "f32",
+    "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0",
+}
+
+
+class LLMFolder(NamedTuple):
+    model: ov.Model  # the LLM, read but not compiled: it can still be edited
+    tokenizer: ov.CompiledModel  # [text] -> input_ids (1, tokens)
+    detokenizer: ov.CompiledModel  # token ids (1, tokens) -> [text]
+    eos_token_id: int  # the token that ends an answer
+
+
+def last_line(error: Exception) -> str:
+    """OpenVINO's messages end with the line that says what is wrong."""
+    return str(error).strip().splitlines()[-1]
+
+
+def read_llm_folder(core: ov.Core, parser, model_dir: Path) -> LLMFolder:
+    """The folder's LLM, tokenizer and detokenizer; an unfit folder exits (code 2)."""
+    for name in LLM_FILES:
+        if not (model_dir / name).is_file():
+            parser.error(f"no {model_dir / name}: {EXPORT_HINT}")
+    try:
+        model = core.read_model(model_dir / "openvino_model.xml")
+        tokenizer = core.read_model(model_dir / "openvino_tokenizer.xml")
+        # The string operations run on the CPU only, whatever --device says.
+        compiled_tokenizer = core.compile_model(tokenizer, "CPU")
+        detokenizer = core.compile_model(model_dir / "openvino_detokenizer.xml", "CPU")
+    except RuntimeError as error:
+        parser.error(f"cannot read {model_dir}: {last_line(error)}")
+    input_names = {name for port in model.inputs for name in port.names}
+    if not LLM_INPUTS <= input_names:
+        parser.error(f"{model_dir} holds no stateful LLM: {EXPORT_HINT}")
+    rt_info = tokenizer.get_rt_info()
+    if "eos_token_id" not in rt_info:
+        parser.error(f"{model_dir}: the tokenizer's rt_info has no eos_token_id")
+    eos_token_id = rt_info["eos_token_id"].astype(int)
+    return LLMFolder(model, compiled_tokenizer, detokenizer, eos_token_id)
+
+
+def keep_last_token_logits(model: ov.Model) -> None:
+    """Compute logits (1, 1, vocab) for the last token only.
+
+    After the paged rewrite the tokens of all sequences lie along axis 0: the LM head's
+    input is (tokens, 1, hidden). Slicing it to the last token before compiling saves
+    a long prompt's (prompt_len, vocab) logits that nobody reads."""
+    lm_head = model.output("logits").get_node().input_value(0).get_node()
+    if lm_head.get_type_name() != "MatMul":
+        return
+    hidden = lm_head.input_value(0)  # (tokens, 1, hidden)
+    end = np.iinfo(np.int64).max
+    last = ov.opset13.slice(hidden, [-1], [end], [1], axes=[0])
+    lm_head.input(0).replace_source_output(last.output(0))
+
+
+def compile_llm(core: ov.Core, parser, model: ov.Model, args) -> ov.CompiledModel:
+    """The LLM compiled for --device (and --f32); an unfit device exits (code 2)."""
+    try:
+        return core.compile_model(model, args.device, F32_CONFIG if args.f32 else {})
+    except RuntimeError as error:
+        parser.error(f"cannot compile for --device {args.device}: {last_line(error)}")
+
+
+def allocate_cache_blocks(compiled, request: ov.InferRequest, blocks: int) -> None:
+    """Give each key_cache.N and value_cache.N input a tensor of `blocks` cache blocks.
+
+    The plugin chose each cache's precision and layout at compile time: (blocks,
+    kv_heads, block_size, head_size), a u8 cache's axes longer by its scales. Only the
+    number of blocks is ours to choose."""
+    for port in compiled.inputs:
+        if port.any_name.startswith(("key_cache.", "value_cache.")):
+            shape = [blocks, *port.partial_shape.get_min_shape()[1:]]
+            request.set_tensor(port, ov.Tensor(port.element_type, shape))
+
+
+def paged_inputs(new_ids: list[int], cached: int, blocks: int) -> dict[str, np.ndarray]:
+    """Inputs that feed new_ids after the `cached` tokens of the one sequence.
+
+    Its tokens lie in cache blocks 0, 1, ... in order: a server would hand blocks out to
+    many sequences from one pool."""
+    length = cached + len(new_ids)
+    return {
+        "input_ids": np.array(new_ids, dtype=np.int64),  # (new tokens,)
+        "position_ids": np.arange(cached, length, dtype=np.int64),
+        "past_lens": np.array([cached], dtype=np.int32),  # per sequence
+        "subsequence_begins": np.array([0, len(new_ids)], dtype=np.int32),
+        "max_context_len": np.array(length, dtype=np.int32),
+        "block_indices": np.arange(blocks, dtype=np.int32),  # the sequence's blocks
+        "block_indices_begins": np.array([0, blocks], dtype=np.int32),
+    }
+
+
+def decode(detokenizer: ov.CompiledModel, tokens: list[int]) -> str:
+    """The text of some token ids."""
+    return str(detokenizer(np.array([tokens], dtype=np.int64))["string_output"][0])
+
+
+def stream(detokenizer: ov.CompiledModel, tokens: list[int], printed: str) -> str:
+    """Print what the tokens' text adds to `printed` (the text so far); return the text.
+
+    All tokens are decoded again each time: decoded alone, a token may lose its leading
+    space. A text ending in U+FFFD ends inside a UTF-8 character whose other bytes come
+    with the next token, so it waits."""
+    text = decode(detokenizer, tokens)
+    if text.endswith("\ufffd"):
+        return printed
+    print(text[len(printed) :], end="", flush=True)
+    return text
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, usage=argparse.SUPPRESS)  # errors: one line, no usage
-    parser.add_argument("model_dir", nargs="?", type=Path, default=DEFAULT_MODEL_DIR, help="model folder")
-    parser.add_argument("prompt", nargs="?", default="Once upon a time, a little robot", help="text to continue")
-    parser.add_argument("--max-new-tokens", type=int, default=100, help="at most this many tokens, >= 1")
-    parser.add_argument("--device", default="CPU", help="CPU or GPU for the LLM (tested on CPU)")
-    parser.add_argument("--f32", action="store_true", help="compute and cache in f32: exact parity with references")
+    # usage=SUPPRESS: a bad argument gives one line on stderr, not the usage text too.
+    parser = argparse.ArgumentParser(description=__doc__, usage=argparse.SUPPRESS)
+    parser.add_argument("model_dir", nargs="?", type=Path, default=DEFAULT_MODEL_DIR)
+    parser.add_argument("prompt", nargs="?", default=DEFAULT_PROMPT)
+    parser.add_argument("--max-new-tokens", type=int, default=100, help=">= 1")
+    parser.add_argument("--device", default="CPU", help="CPU or GPU (tested on CPU)")
+    parser.add_argument("--f32", action="store_true", help="exact, as the references")
     args = parser.parse_args()
-    for name in ("openvino_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml"):
-        if not (args.model_dir / name).is_file():
-            parser.error(f"no {args.model_dir / name}: run scripts/prepare_default_model.py or optimum-cli export")
-    if not args.prompt.strip() or args.max_new_tokens < 1:
-        parser.error("the prompt is empty" if args.max_new_tokens > 0 else "--max-new-tokens must be at least 1")
+    if not args.prompt.strip():
+        parser.error("the prompt is empty")
+    if args.max_new_tokens < 1:
+        parser.error("--max-new-tokens must be at least 1")
 
+    # Created after `import openvino_tokenizers`, so that it reads the tokenizers.
     core = ov.Core()
-    rt_info = core.read_model(args.model_dir / "openvino_tokenizer.xml").get_rt_info()
-    model = core.read_model(args.model_dir / "openvino_model.xml")
-    if not MODEL_INPUTS <= {name for port in model.inputs for name in port.names} or "eos_token_id" not in rt_info:
-        parser.error(f"{args.model_dir} needs a stateful LLM (inputs {', '.join(sorted(MODEL_INPUTS))}) and an "
-                     "eos_token_id in the tokenizer's rt_info: export it with --task text-generation-with-past")
-    eos_token_id = rt_info["eos_token_id"].astype(int)
-    paged_attention_transformation(model)  # tokens now run along axis 0: input_ids (n,), logits (n, 1, vocab)
-    lm_head = model.output("logits").get_node().input_value(0).get_node()
-    if lm_head.get_type_name() == "MatMul":  # only the last token's logits: a long prompt costs no (n, vocab) logits
-        last = ov.opset13.slice(lm_head.input_value(0), [-1], [np.iinfo(np.int64).max], [1], axes=[0])
-        lm_head.input(0).replace_source_output(last.output(0))
-    try:
-        compiled = core.compile_model(model, args.device, F32_CONFIG if args.f32 else {})
-    except RuntimeError as error:
-        parser.error(f"cannot compile for --device {args.device}: {str(error).strip().splitlines()[-1]}")
-    tokenizer = core.compile_model(args.model_dir / "openvino_tokenizer.xml", "CPU")  # string ops: CPU only
-    detokenizer = core.compile_model(args.model_dir / "openvino_detokenizer.xml", "CPU")
-    prompt_ids = tokenizer([args.prompt])["input_ids"][0]
-
-    # The plugin chose each cache's precision and layout at compile time: (blocks, kv_heads, block_size, head_size),
-    # a u8 cache's head or block axis longer by its scales. One sequence needs only enough blocks for its tokens,
-    # in order; a server would hand blocks out to many sequences from one pool.
+    llm = read_llm_folder(core, parser, args.model_dir)
+    paged_attention_transformation(
+        llm.model
+    )  # input_ids (tokens,), logits (tokens, 1, vocab)
+    keep_last_token_logits(llm.model)
+    compiled = compile_llm(core, parser, llm.model, args)
     request = compiled.create_infer_request()
-    caches = [port for port in compiled.inputs if port.any_name.startswith(("key_cache.", "value_cache."))]
+    prompt_ids = llm.tokenizer([args.prompt])["input_ids"][0].tolist()
+    # Enough blocks for the prompt and the longest answer; the value cache's block axis
+    # is the block size (a u8 key cache may add its scales to it).
     block_size = compiled.input("value_cache.0").partial_shape[2].get_length()
-    blocks = -(-(len(prompt_ids) + args.max_new_tokens) // block_size)
-    for port in caches:
-        shape = [blocks, *(dim.get_length() for dim in list(port.partial_shape)[1:])]
-        request.set_tensor(port, ov.Tensor(port.element_type, shape))
-    block_table = {"block_indices": np.arange(blocks, dtype=np.int32),
-                   "block_indices_begins": np.array([0, blocks], dtype=np.int32)}
+    blocks = -(-(len(prompt_ids) + args.max_new_tokens) // block_size)  # rounded up
+    allocate_cache_blocks(compiled, request, blocks)
 
-    start, tokens, printed = time.perf_counter(), [], ""
-    new_ids, past = prompt_ids, 0  # the first pass (prefill) feeds the whole prompt
+    start = time.perf_counter()
+    tokens = []  # the answer's token ids
+    printed = ""  # the answer's text on stdout so far
+    new_ids = prompt_ids  # the first inference (prefill) feeds the whole prompt
     while len(tokens) < args.max_new_tokens:
-        request.start_async({"input_ids": new_ids, "position_ids": np.arange(past, past + len(new_ids)),
-                             "past_lens": np.array([past], dtype=np.int32),  # tokens already in the cache
-                             "subsequence_begins": np.array([0, len(new_ids)], dtype=np.int32),  # one sequence
-                             "max_context_len": np.array(past + len(new_ids), dtype=np.int32), **block_table})
-        text = detokenizer(np.array([tokens], dtype=np.int64))["string_output"][0]  # meanwhile: see greedy.py
-        if not text.endswith("\ufffd"):
-            print(text[len(printed):], end="", flush=True)
-            printed = text
+        cached = len(prompt_ids) + len(tokens) - len(new_ids)
+        request.start_async(paged_inputs(new_ids, cached, blocks))
+        # While the model computes the next token, print the ones before it.
+        printed = stream(llm.detokenizer, tokens, printed)
         request.wait()
         next_token = int(request.get_tensor("logits").data[-1, -1].argmax())
         if not tokens:
             first_token_seconds = time.perf_counter() - start
-        if next_token == eos_token_id:
+        if next_token == llm.eos_token_id:
             break
         tokens.append(next_token)
-        new_ids, past = np.array([next_token]), past + len(new_ids)  # every later pass feeds one token
-    print(detokenizer(np.array([tokens], dtype=np.int64))["string_output"][0][len(printed):], flush=True)
-    decode_speed = max(len(tokens) - 1, 0) / (time.perf_counter() - start - first_token_seconds)
-    print(f"{len(prompt_ids)} prompt tokens, {len(tokens)} new tokens, first in {first_token_seconds * 1000:.0f}"
-          f" ms, then {decode_speed:.1f} tokens/s", file=sys.stderr)
+        new_ids = [next_token]  # every later inference feeds one token
+    print(decode(llm.detokenizer, tokens)[len(printed) :], flush=True)
+
+    decode_seconds = time.perf_counter() - start - first_token_seconds
+    decode_speed = max(len(tokens) - 1, 0) / decode_seconds
+    print(
+        f"{len(prompt_ids)} prompt tokens, {len(tokens)} new tokens, "
+        f"first in {first_token_seconds * 1000:.0f} ms, "
+        f"then {decode_speed:.1f} tokens/s",
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":
     try:
         main()
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(130)  # Ctrl-C: the shell's code for an interrupt, and no traceback
