@@ -1,120 +1,283 @@
 #!/usr/bin/env python3
-"""Beam search, plain or diverse (groups), with a stateful LLM IR that reorders its own KV cache.
+"""Beam search, plain or diverse (groups of beams), with a stateful LLM IR.
 
-MODEL_DIR is as for greedy.py. Prints `score: text` per hypothesis, best first (newlines shown as \\n).
-Example: python samples/beam_search.py models/SmolLM2-135M-Instruct "The Moon is" "Paris" --num-beams 4"""
+The model keeps its KV cache in its own state, and its beam_idx input says which cache
+row each batch row continues: the model reorders (and at first grows) its own cache,
+and no cache is copied in Python. The rules are transformers' beam search, extended to
+groups as diverse beam search defines them. Prints `score: text` per hypothesis, best
+first, newlines shown as \\n.
+MODEL_DIR holds openvino_model.xml, openvino_tokenizer.xml and openvino_detokenizer.xml,
+as `optimum-cli export openvino --task text-generation-with-past` writes them.
+Example: python samples/beam_search.py models/SmolLM2-135M-Instruct "The Moon is" Paris
+"""
+
 import argparse
+import sys
+from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import openvino as ov
-import openvino_tokenizers  # noqa: F401  registers the string operations the tokenizer IRs are made of
+import openvino_tokenizers  # noqa: F401  registers the tokenizer IRs' string operations
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "SmolLM2-135M-Instruct"
-MODEL_INPUTS = {"input_ids", "attention_mask", "position_ids", "beam_idx"}  # beam_idx: only stateful IRs have it
-F32_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32", "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0"}
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models/SmolLM2-135M-Instruct"
+EXPORT_HINT = "run scripts/prepare_default_model.py, or optimum-cli export openvino"
+LLM_FILES = ("openvino_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml")
+# Only a stateful export (--task text-generation-with-past) has beam_idx: the KV
+# cache lives in the model's state; beam_idx says which cache row a batch row continues.
+LLM_INPUTS = {"input_ids", "attention_mask", "position_ids", "beam_idx"}
+# Compute and cache in f32, with no on-the-fly quantization of activations: the numbers
+# then equal the references' (the CPU's default may be bf16 with an f16 or u8 cache).
+F32_CONFIG = {
+    "INFERENCE_PRECISION_HINT": "f32",
+    "KV_CACHE_PRECISION": "f32",
+    "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0",
+}
 
 
-def group_step(group: dict, log_probs: np.ndarray, picked: np.ndarray, prompt: list[int], eos_token_id: int,
-               args: argparse.Namespace) -> None:
-    """One step of one group as transformers' beam search makes it; counts the tokens its beams take in `picked`."""
-    beams, size, length = group["running"], args.num_beams // args.num_beam_groups, len(group["running"][0][1]) + 1
-    scores = log_probs[[row for *_, row in beams]] - args.diversity_penalty * picked  # (beams, vocab)
-    for beam, (score, tokens, _) in enumerate(beams):
-        sequence, n = prompt + tokens, args.no_repeat_ngram_size  # ban tokens that would repeat an n-gram of it
-        tail = sequence[len(sequence) - n + 1:]
-        bans = [sequence[i + n - 1] for i in range(len(sequence) - n + 1 if n else 0) if sequence[i:i + n - 1] == tail]
-        scores[beam, bans] = -np.inf
-        scores[beam] += score
-    top = np.argpartition(-scores.ravel(), 2 * size)[:2 * size]  # 2 * size candidates: at least `size` are not EOS
-    ranked = [(scores.ravel()[i], *divmod(int(i), scores.shape[1])) for i in top[np.argsort(-scores.ravel()[top])]]
-    ends = [token == eos_token_id or length == args.max_new_tokens for _, _, token in ranked]
-    if not (args.early_stopping == "true" and len(group["finished"]) == size):  # under early stopping full is final
-        ended = [(score / length ** args.length_penalty, beams[beam][1] + [token] * (token != eos_token_id))
-                 for (score, beam, token), end in zip(ranked[:size], ends) if end]  # from the top `size` only
-        group["finished"] = sorted(group["finished"] + ended, key=lambda hypothesis: -hypothesis[0])[:size]
-    running = [[score, beams[beam][1] + [token], beams[beam][2]]
-               for (score, beam, token), end in zip(ranked, ends) if not end][:size]
-    # Done with `size` hypotheses under early stopping, or when the best running beam cannot beat the worst of them.
-    best_length = args.max_new_tokens if args.early_stopping == "never" and args.length_penalty > 0 else length
-    group["running"] = [] if running and len(group["finished"]) == size and (
-        args.early_stopping == "true" or running[0][0] / best_length ** args.length_penalty <= group["finished"][-1][0]
-    ) else running
-    np.add.at(picked, [tokens[-1] for _, tokens, _ in running], 1)
+@dataclass
+class Beam:
+    score: float  # the sum of its tokens' log-probabilities (less diversity penalties)
+    tokens: list[int]  # the tokens it added to the prompt
+    cache_row: int  # the KV cache's row that holds its past
+
+
+class Hypothesis(NamedTuple):
+    score: float  # the sum of log-probabilities / length ** length_penalty
+    tokens: list[int]  # a finished answer, without EOS
+
+
+@dataclass
+class Group:
+    running: list[Beam]  # best first; none once the group is done
+    finished: list[Hypothesis] = field(default_factory=list)  # best first
+
+
+class LLMFolder(NamedTuple):
+    model: ov.Model  # the LLM, read but not compiled: it can still be edited
+    tokenizer: ov.CompiledModel  # [text] -> input_ids (1, tokens)
+    detokenizer: ov.CompiledModel  # token ids (1, tokens) -> [text]
+    eos_token_id: int  # the token that ends an answer
+
+
+def last_line(error: Exception) -> str:
+    """OpenVINO's messages end with the line that says what is wrong."""
+    return str(error).strip().splitlines()[-1]
+
+
+def read_llm_folder(core: ov.Core, parser, model_dir: Path) -> LLMFolder:
+    """The folder's LLM, tokenizer and detokenizer; an unfit folder exits (code 2)."""
+    for name in LLM_FILES:
+        if not (model_dir / name).is_file():
+            parser.error(f"no {model_dir / name}: {EXPORT_HINT}")
+    try:
+        model = core.read_model(model_dir / "openvino_model.xml")
+        tokenizer = core.read_model(model_dir / "openvino_tokenizer.xml")
+        # The string operations run on the CPU only, whatever --device says.
+        compiled_tokenizer = core.compile_model(tokenizer, "CPU")
+        detokenizer = core.compile_model(model_dir / "openvino_detokenizer.xml", "CPU")
+    except RuntimeError as error:
+        parser.error(f"cannot read {model_dir}: {last_line(error)}")
+    input_names = {name for port in model.inputs for name in port.names}
+    if not LLM_INPUTS <= input_names:
+        parser.error(f"{model_dir} holds no stateful LLM: {EXPORT_HINT}")
+    rt_info = tokenizer.get_rt_info()
+    if "eos_token_id" not in rt_info:
+        parser.error(f"{model_dir}: the tokenizer's rt_info has no eos_token_id")
+    eos_token_id = rt_info["eos_token_id"].astype(int)
+    return LLMFolder(model, compiled_tokenizer, detokenizer, eos_token_id)
+
+
+def keep_last_logits(model: ov.Model, positions: int) -> None:
+    """Compute logits (batch, positions, vocab) for the last positions only.
+
+    The LM head multiplies each position's hidden state by a (vocab, hidden) matrix, so
+    a long prompt would cost (prompt_len, vocab) logits that nobody reads. Slicing its
+    input before compiling removes that work. Another head (no MatMul) is left as is."""
+    lm_head = model.output("logits").get_node().input_value(0).get_node()
+    if lm_head.get_type_name() != "MatMul":
+        return
+    hidden = lm_head.input_value(0)  # (batch, seq_len, hidden)
+    end = np.iinfo(np.int64).max
+    last = ov.opset13.slice(hidden, [-positions], [end], [1], axes=[1])
+    lm_head.input(0).replace_source_output(last.output(0))
+
+
+def compile_llm(core: ov.Core, parser, model: ov.Model, args) -> ov.CompiledModel:
+    """The LLM compiled for --device (and --f32); an unfit device exits (code 2)."""
+    try:
+        return core.compile_model(model, args.device, F32_CONFIG if args.f32 else {})
+    except RuntimeError as error:
+        parser.error(f"cannot compile for --device {args.device}: {last_line(error)}")
+
+
+def decode(detokenizer: ov.CompiledModel, tokens: list[int]) -> str:
+    """The text of some token ids."""
+    return str(detokenizer(np.array([tokens], dtype=np.int64))["string_output"][0])
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """(rows, vocab) logits -> log-probabilities, in float32 as torch computes them."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def banned_tokens(sequence: list[int], n: int) -> list[int]:
+    """The tokens that would end an n-gram the sequence already holds (n = 0: none)."""
+    if n == 0:
+        return []
+    tail = sequence[len(sequence) - n + 1 :]  # the n-1 tokens a new n-gram starts with
+    banned = []
+    for start in range(len(sequence) - n + 1):
+        if sequence[start : start + n - 1] == tail:
+            banned.append(sequence[start + n - 1])
+    return banned
+
+
+def group_step(group, log_probs, picked, prompt_ids, eos_token_id, args) -> None:
+    """One step of one group, as transformers' beam search makes it.
+
+    log_probs: (cache rows, vocab). picked counts the tokens that earlier groups took at
+    this step; each costs --diversity-penalty. This group's picks are added to it."""
+    size = args.num_beams // args.num_beam_groups
+    length = len(group.running[0].tokens) + 1  # the new tokens' count after this step
+    rows = [beam.cache_row for beam in group.running]
+    scores = log_probs[rows] - args.diversity_penalty * picked  # (beams, vocab)
+    for index, beam in enumerate(group.running):
+        sequence = prompt_ids + beam.tokens
+        scores[index, banned_tokens(sequence, args.no_repeat_ngram_size)] = -np.inf
+        scores[index] += beam.score
+    # 2 * size candidates, best first: at least `size` of them do not end on EOS.
+    flat = scores.ravel()
+    top = np.argpartition(-flat, 2 * size)[: 2 * size]
+    top = top[np.argsort(-flat[top])]
+    candidates = []  # (score, beam index, token, ends)
+    for position in top:
+        beam_index, token = divmod(int(position), scores.shape[1])
+        ends = token == eos_token_id or length == args.max_new_tokens
+        candidates.append((flat[position], beam_index, token, ends))
+
+    # Only candidates ranked within `size` may finish; under early stopping, a group
+    # with `size` hypotheses keeps them.
+    if not (args.early_stopping == "true" and len(group.finished) == size):
+        for score, beam_index, token, ends in candidates[:size]:
+            if ends:
+                tokens = group.running[beam_index].tokens
+                if token != eos_token_id:
+                    tokens = tokens + [token]
+                normalized = score / length**args.length_penalty
+                group.finished.append(Hypothesis(float(normalized), tokens))
+        group.finished.sort(key=attrgetter("score"), reverse=True)
+        del group.finished[size:]
+
+    running = []
+    for score, beam_index, token, ends in candidates:
+        if not ends and len(running) < size:
+            parent = group.running[beam_index]
+            running.append(Beam(score, parent.tokens + [token], parent.cache_row))
+    np.add.at(picked, [beam.tokens[-1] for beam in running], 1)
+    group.running = running
+
+    # Done: with `size` hypotheses under early stopping, or when the best running beam
+    # cannot beat the worst of them (at its best length under "never").
+    if not running or len(group.finished) < size:
+        return
+    best_length = length
+    if args.early_stopping == "never" and args.length_penalty > 0:
+        best_length = args.max_new_tokens
+    best_possible = running[0].score / best_length**args.length_penalty
+    if args.early_stopping == "true" or best_possible <= group.finished[-1].score:
+        group.running = []
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, usage=argparse.SUPPRESS)  # errors: one line, no usage
-    parser.add_argument("model_dir", nargs="?", type=Path, default=DEFAULT_MODEL_DIR, help="model folder")
-    parser.add_argument("prompts", nargs="*", default=["The Moon is"], help="prompts, answered one after another")
-    parser.add_argument("--max-new-tokens", type=int, default=20, help="at most this many tokens, >= 1")
-    parser.add_argument("--num-beams", type=int, default=15, help="beams in all, >= 1")
-    parser.add_argument("--num-beam-groups", type=int, default=3, help="groups, dividing --num-beams")
-    parser.add_argument("--diversity-penalty", type=float, help="subtracted per earlier group's pick (1.0 if groups)")
-    parser.add_argument("--length-penalty", type=float, default=1.0, help="score = sum of log-probs / length ** this")
-    parser.add_argument("--num-return-sequences", type=int, help="hypotheses to print, <= beams (default: all)")
-    parser.add_argument("--no-repeat-ngram-size", type=int, default=0, help="ban repeating n-grams of this size")
-    parser.add_argument("--early-stopping", choices=["true", "false", "never"], default="false", help="as transformers")
-    parser.add_argument("--device", default="CPU", help="CPU, GPU, NPU or AUTO for the LLM")
-    parser.add_argument("--f32", action="store_true", help="compute and cache in f32: exact parity with references")
+    # usage=SUPPRESS: a bad argument gives one line on stderr, not the usage text too.
+    parser = argparse.ArgumentParser(description=__doc__, usage=argparse.SUPPRESS)
+    parser.add_argument("model_dir", nargs="?", type=Path, default=DEFAULT_MODEL_DIR)
+    parser.add_argument("prompts", nargs="*", default=["The Moon is"])
+    parser.add_argument("--max-new-tokens", type=int, default=20, help=">= 1")
+    parser.add_argument("--num-beams", type=int, default=15, help="in all groups, >= 1")
+    parser.add_argument("--num-beam-groups", type=int, default=3, help="divides beams")
+    parser.add_argument("--diversity-penalty", type=float, help="1.0 with groups")
+    parser.add_argument("--length-penalty", type=float, default=1.0)
+    parser.add_argument("--num-return-sequences", type=int, help="default: all")
+    parser.add_argument("--no-repeat-ngram-size", type=int, default=0, help=">= 0")
+    stops = ["true", "false", "never"]  # as transformers' early_stopping
+    parser.add_argument("--early-stopping", choices=stops, default="false")
+    parser.add_argument("--device", default="CPU", help="CPU, GPU, NPU or AUTO")
+    parser.add_argument("--f32", action="store_true", help="exact, as the references")
     args = parser.parse_args()
-    problems = {"a prompt is empty": not all(prompt.strip() for prompt in args.prompts),
-                "--max-new-tokens must be at least 1": args.max_new_tokens < 1,
-                "--num-beams must be at least 1 and divisible by --num-beam-groups":
-                args.num_beams < 1 or args.num_beam_groups < 1 or args.num_beams % args.num_beam_groups,
-                "--diversity-penalty needs --num-beam-groups > 1": args.diversity_penalty and args.num_beam_groups == 1,
-                "--num-return-sequences must be 1 to --num-beams":
-                args.num_return_sequences not in (None, *range(1, args.num_beams + 1)),
-                "--no-repeat-ngram-size must be at least 0": args.no_repeat_ngram_size < 0}
-    if found := [problem for problem, bad in problems.items() if bad]:
-        parser.error(found[0])
-    args.diversity_penalty = 1.0 if args.diversity_penalty is None else args.diversity_penalty
-    core = ov.Core()  # after `import openvino_tokenizers`, so that it can read the tokenizer IRs
-    try:
-        rt_info = core.read_model(args.model_dir / "openvino_tokenizer.xml").get_rt_info()
-        model = core.read_model(args.model_dir / "openvino_model.xml")
-        if not MODEL_INPUTS <= {name for port in model.inputs for name in port.names} or "eos_token_id" not in rt_info:
-            raise RuntimeError(f"{args.model_dir} needs a stateful LLM and an eos_token_id in its tokenizer's rt_info")
-        if (lm_head := model.output("logits").get_node().input_value(0).get_node()).get_type_name() == "MatMul":
-            # Only the last position needs logits: slice the hidden state before the LM head (batch, 1, vocab).
-            last = ov.opset13.slice(lm_head.input_value(0), [-1], [np.iinfo(np.int64).max], [1], axes=[1])
-            lm_head.input(0).replace_source_output(last.output(0))
-        request = core.compile_model(model, args.device, F32_CONFIG if args.f32 else {}).create_infer_request()
-        tokenizer = core.compile_model(args.model_dir / "openvino_tokenizer.xml", "CPU")  # string ops: CPU only
-        detokenizer = core.compile_model(args.model_dir / "openvino_detokenizer.xml", "CPU")
-    except RuntimeError as error:  # a missing or unfit IR, an unknown device: the last line of the message says which
-        parser.error(f"{str(error).strip().splitlines()[-1]} (scripts/prepare_default_model.py prepares the default "
-                     "model folder; optimum-cli export openvino --task text-generation-with-past exports others)")
+    if not all(prompt.strip() for prompt in args.prompts):
+        parser.error("a prompt is empty")
+    if args.max_new_tokens < 1:
+        parser.error("--max-new-tokens must be at least 1")
+    if args.num_beams < 1 or args.num_beam_groups < 1:
+        parser.error("--num-beams and --num-beam-groups must be at least 1")
+    if args.num_beams % args.num_beam_groups:
+        parser.error("--num-beams must be divisible by --num-beam-groups")
+    if args.diversity_penalty and args.num_beam_groups == 1:
+        parser.error("--diversity-penalty needs --num-beam-groups > 1")
+    returned = args.num_return_sequences
+    if returned is not None and not 1 <= returned <= args.num_beams:
+        parser.error("--num-return-sequences must be 1 to --num-beams")
+    if args.no_repeat_ngram_size < 0:
+        parser.error("--no-repeat-ngram-size must be at least 0")
+    if args.diversity_penalty is None:
+        args.diversity_penalty = 1.0
+
+    # Created after `import openvino_tokenizers`, so that it reads the tokenizers.
+    core = ov.Core()
+    llm = read_llm_folder(core, parser, args.model_dir)
+    keep_last_logits(llm.model, 1)
+    request = compile_llm(core, parser, llm.model, args).create_infer_request()
 
     for prompt in args.prompts:
-        prompt_ids = tokenizer([prompt])["input_ids"]  # (1, prompt_len)
-        request.reset_state()  # the KV cache is the model's state: empty it for each prompt
-        groups = [{"running": [[0.0, [], 0]], "finished": []} for _ in range(args.num_beam_groups)]  # 1 beam each
-        input_ids, parent_rows = prompt_ids, [0]  # the first pass (prefill) feeds the prompt once, in batch 1
-        for length in range(prompt_ids.shape[1], prompt_ids.shape[1] + args.max_new_tokens):
-            # Row r continues cache row beam_idx[r]: the model gathers (first, grows) its own cache; none is copied.
-            positions = np.arange(length - input_ids.shape[1], length)[None].repeat(len(parent_rows), axis=0)
-            request.infer({"input_ids": input_ids, "attention_mask": np.ones((len(parent_rows), length), np.int64),
-                           "position_ids": positions, "beam_idx": np.array(parent_rows, np.int32)})
-            logits = request.get_tensor("logits").data[:, -1]  # (rows, vocab); log-softmax in float32 like torch
-            log_probs = logits - logits.max(axis=-1, keepdims=True)
-            log_probs -= np.log(np.exp(log_probs).sum(axis=-1, keepdims=True))
-            picked = np.zeros(log_probs.shape[1], np.float32)  # tokens that earlier groups took in this step
-            for group in [group for group in groups if group["running"]]:  # a running beam: [score, tokens, row]
-                group_step(group, log_probs, picked, prompt_ids[0].tolist(), rt_info["eos_token_id"].astype(int), args)
-            if not (beams := [beam for group in groups for beam in group["running"]]):
+        prompt_ids = llm.tokenizer([prompt])["input_ids"][0].tolist()
+        request.reset_state()  # the KV cache is the model's state: empty it
+        # Each group starts from the prompt with one beam.
+        groups = [Group([Beam(0.0, [], 0)]) for _ in range(args.num_beam_groups)]
+        input_ids = [prompt_ids]  # the first inference feeds the prompt, in batch 1
+        parent_rows = [0]
+        start = len(prompt_ids)
+        for length in range(start, start + args.max_new_tokens):
+            # Row r continues cache row beam_idx[r]: the model gathers its own cache.
+            new_positions = np.arange(length - len(input_ids[0]), length)
+            request.infer(
+                {
+                    "input_ids": np.array(input_ids, dtype=np.int64),
+                    "attention_mask": np.ones((len(parent_rows), length), np.int64),
+                    "position_ids": np.tile(new_positions, (len(parent_rows), 1)),
+                    "beam_idx": np.array(parent_rows, dtype=np.int32),
+                }
+            )
+            log_probs = log_softmax(request.get_tensor("logits").data[:, -1])
+            picked = np.zeros(log_probs.shape[1], np.float32)  # by earlier groups
+            for group in groups:
+                if group.running:
+                    group_step(
+                        group, log_probs, picked, prompt_ids, llm.eos_token_id, args
+                    )
+            beams = [beam for group in groups for beam in group.running]
+            if not beams:
                 break
-            input_ids, parent_rows = np.array([[tokens[-1]] for _, tokens, _ in beams]), [row for *_, row in beams]
+            # Next, row r of the batch is beam r: it continues its parent's cache row.
+            input_ids = [[beam.tokens[-1]] for beam in beams]
+            parent_rows = [beam.cache_row for beam in beams]
             for row, beam in enumerate(beams):
-                beam[2] = row
-        for score, tokens in sorted((hypothesis for group in groups for hypothesis in group["finished"]),
-                                    key=lambda hypothesis: -hypothesis[0])[:args.num_return_sequences]:  # None: all
-            text = detokenizer(np.array([tokens], np.int64))["string_output"][0] if tokens else ""
-            print(f"{score:.6f}: {text}".replace("\n", "\\n"), flush=True)
+                beam.cache_row = row
+
+        hypotheses = [hypothesis for group in groups for hypothesis in group.finished]
+        hypotheses.sort(key=attrgetter("score"), reverse=True)
+        for hypothesis in hypotheses[: args.num_return_sequences]:  # None: all
+            text = decode(llm.detokenizer, hypothesis.tokens)
+            line = f"{hypothesis.score:.6f}: {text}"
+            print(line.replace("\n", "\\n"), flush=True)
 
 
 if __name__ == "__main__":
     try:
         main()
     except KeyboardInterrupt:
-        raise SystemExit(130) from None
+        sys.exit(130)  # Ctrl-C: the shell's code for an interrupt, and no traceback
