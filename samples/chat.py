@@ -1,95 +1,207 @@
 #!/usr/bin/env python3
-"""Multi-turn chat with a stateful LLM IR, the conversation kept in its KV cache: a user turn per line of stdin until
-EOF, each answer streamed to stdout. MODEL_DIR as for greedy.py, with a chat_template in the tokenizer IR's rt_info.
-Example: printf 'Hi!\\nWhat is 2 + 2?\\n' | python samples/chat.py"""
+"""Multi-turn chat with a stateful LLM IR that keeps the conversation in its KV cache.
+
+Reads a user turn per line of stdin until EOF and streams each answer to stdout. Each
+turn renders the whole conversation with the model's chat template (jinja2, as
+transformers renders it), and feeds the model only the tokens that the cache does not
+hold yet: the model keeps its KV cache in its own state between turns.
+MODEL_DIR holds openvino_model.xml, openvino_tokenizer.xml (with a chat_template in its
+rt_info) and openvino_detokenizer.xml, as `optimum-cli export openvino --task
+text-generation-with-past` writes them.
+Example: printf 'Hi!\\nWhat is 2 + 2?\\n' | python samples/chat.py
+"""
+
 import argparse
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import jinja2.sandbox
 import numpy as np
 import openvino as ov
-import openvino_tokenizers  # noqa: F401  registers the string operations the tokenizer IRs are made of
+import openvino_tokenizers  # noqa: F401  registers the tokenizer IRs' string operations
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "SmolLM2-135M-Instruct"
-MODEL_INPUTS = {"input_ids", "attention_mask", "position_ids", "beam_idx"}  # beam_idx: only stateful IRs have it
-F32_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32", "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0"}
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models/SmolLM2-135M-Instruct"
+EXPORT_HINT = "run scripts/prepare_default_model.py, or optimum-cli export openvino"
+LLM_FILES = ("openvino_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml")
+# Only a stateful export (--task text-generation-with-past) has beam_idx: the KV
+# cache lives in the model's state; beam_idx says which cache row a batch row continues.
+LLM_INPUTS = {"input_ids", "attention_mask", "position_ids", "beam_idx"}
+# Compute and cache in f32, with no on-the-fly quantization of activations: the numbers
+# then equal the references' (the CPU's default may be bf16 with an f16 or u8 cache).
+F32_CONFIG = {
+    "INFERENCE_PRECISION_HINT": "f32",
+    "KV_CACHE_PRECISION": "f32",
+    "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0",
+}
+RERUN_NOTICE = "the history does not extend the cache: running all of it again"
 
 
-def logits_of_last_position_only(model: ov.Model) -> None:
-    """Slice the hidden state to the last position before the LM head: logits (batch, 1, vocab)."""
+class LLMFolder(NamedTuple):
+    model: ov.Model  # the LLM, read but not compiled: it can still be edited
+    tokenizer: ov.CompiledModel  # [text] -> input_ids (1, tokens)
+    detokenizer: ov.CompiledModel  # token ids (1, tokens) -> [text]
+    eos_token_id: int  # the token that ends an answer
+
+
+def last_line(error: Exception) -> str:
+    """OpenVINO's messages end with the line that says what is wrong."""
+    return str(error).strip().splitlines()[-1]
+
+
+def read_llm_folder(core: ov.Core, parser, model_dir: Path) -> LLMFolder:
+    """The folder's LLM, tokenizer and detokenizer; an unfit folder exits (code 2)."""
+    for name in LLM_FILES:
+        if not (model_dir / name).is_file():
+            parser.error(f"no {model_dir / name}: {EXPORT_HINT}")
+    try:
+        model = core.read_model(model_dir / "openvino_model.xml")
+        tokenizer = core.read_model(model_dir / "openvino_tokenizer.xml")
+        # The string operations run on the CPU only, whatever --device says.
+        compiled_tokenizer = core.compile_model(tokenizer, "CPU")
+        detokenizer = core.compile_model(model_dir / "openvino_detokenizer.xml", "CPU")
+    except RuntimeError as error:
+        parser.error(f"cannot read {model_dir}: {last_line(error)}")
+    input_names = {name for port in model.inputs for name in port.names}
+    if not LLM_INPUTS <= input_names:
+        parser.error(f"{model_dir} holds no stateful LLM: {EXPORT_HINT}")
+    rt_info = tokenizer.get_rt_info()
+    if "eos_token_id" not in rt_info:
+        parser.error(f"{model_dir}: the tokenizer's rt_info has no eos_token_id")
+    eos_token_id = rt_info["eos_token_id"].astype(int)
+    return LLMFolder(model, compiled_tokenizer, detokenizer, eos_token_id)
+
+
+def keep_last_logits(model: ov.Model, positions: int) -> None:
+    """Compute logits (batch, positions, vocab) for the last positions only.
+
+    The LM head multiplies each position's hidden state by a (vocab, hidden) matrix, so
+    a long prompt would cost (prompt_len, vocab) logits that nobody reads. Slicing its
+    input before compiling removes that work. Another head (no MatMul) is left as is."""
     lm_head = model.output("logits").get_node().input_value(0).get_node()
-    if lm_head.get_type_name() == "MatMul":  # (batch, seq_len, hidden) @ (vocab, hidden)^T; else leave it
-        last = ov.opset13.slice(lm_head.input_value(0), [-1], [np.iinfo(np.int64).max], [1], axes=[1])
-        lm_head.input(0).replace_source_output(last.output(0))
+    if lm_head.get_type_name() != "MatMul":
+        return
+    hidden = lm_head.input_value(0)  # (batch, seq_len, hidden)
+    end = np.iinfo(np.int64).max
+    last = ov.opset13.slice(hidden, [-positions], [end], [1], axes=[1])
+    lm_head.input(0).replace_source_output(last.output(0))
+
+
+def compile_llm(core: ov.Core, parser, model: ov.Model, args) -> ov.CompiledModel:
+    """The LLM compiled for --device (and --f32); an unfit device exits (code 2)."""
+    try:
+        return core.compile_model(model, args.device, F32_CONFIG if args.f32 else {})
+    except RuntimeError as error:
+        parser.error(f"cannot compile for --device {args.device}: {last_line(error)}")
+
+
+def llm_inputs(new_ids: list[int], cached: int) -> dict[str, np.ndarray]:
+    """Inputs that feed new_ids after the `cached` tokens that the KV cache holds."""
+    length = cached + len(new_ids)
+    return {
+        "input_ids": np.array([new_ids], dtype=np.int64),  # (1, new tokens)
+        "attention_mask": np.ones((1, length), dtype=np.int64),
+        "position_ids": np.arange(cached, length, dtype=np.int64)[None],
+        "beam_idx": np.zeros(1, dtype=np.int32),  # batch row 0 continues cache row 0
+    }
+
+
+def decode(detokenizer: ov.CompiledModel, tokens: list[int]) -> str:
+    """The text of some token ids."""
+    return str(detokenizer(np.array([tokens], dtype=np.int64))["string_output"][0])
+
+
+def stream(detokenizer: ov.CompiledModel, tokens: list[int], printed: str) -> str:
+    """Print what the tokens' text adds to `printed` (the text so far); return the text.
+
+    All tokens are decoded again each time: decoded alone, a token may lose its leading
+    space. A text ending in U+FFFD ends inside a UTF-8 character whose other bytes come
+    with the next token, so it waits."""
+    text = decode(detokenizer, tokens)
+    if text.endswith("\ufffd"):
+        return printed
+    print(text[len(printed) :], end="", flush=True)
+    return text
 
 
 def raise_exception(message: str):
-    raise jinja2.TemplateError(message)  # what templates call to reject a conversation, as in transformers
+    """What a template calls to refuse a conversation, as in transformers."""
+    raise jinja2.TemplateError(message)
+
+
+def render(chat_template: str, messages: list[dict]) -> str:
+    """The conversation as the model was trained to read it, ready for its answer."""
+    # The settings transformers renders chat templates with.
+    environment = jinja2.sandbox.ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True
+    )
+    template = environment.from_string(chat_template)
+    return template.render(
+        messages=messages, add_generation_prompt=True, raise_exception=raise_exception
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, usage=argparse.SUPPRESS)  # errors: one line, no usage
-    parser.add_argument("model_dir", nargs="?", type=Path, default=DEFAULT_MODEL_DIR, help="model folder")
+    # usage=SUPPRESS: a bad argument gives one line on stderr, not the usage text too.
+    parser = argparse.ArgumentParser(description=__doc__, usage=argparse.SUPPRESS)
+    parser.add_argument("model_dir", nargs="?", type=Path, default=DEFAULT_MODEL_DIR)
     parser.add_argument("--system", help="a system message that opens the conversation")
-    parser.add_argument("--max-new-tokens", type=int, default=200, help="at most this many tokens per answer, >= 1")
-    parser.add_argument("--device", default="CPU", help="CPU, GPU, NPU or AUTO for the LLM")
-    parser.add_argument("--f32", action="store_true", help="compute and cache in f32: exact parity with references")
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=200, help=">= 1 per answer"
+    )
+    parser.add_argument("--device", default="CPU", help="CPU, GPU, NPU or AUTO")
+    parser.add_argument("--f32", action="store_true", help="exact, as the references")
     args = parser.parse_args()
-    for name in ("openvino_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml"):
-        if not (args.model_dir / name).is_file():
-            parser.error(f"no {args.model_dir / name}: run scripts/prepare_default_model.py or export a model "
-                         "with optimum-cli export openvino --task text-generation-with-past")
-    core = ov.Core()  # after `import openvino_tokenizers`, so that it can read the tokenizer IRs
-    rt_info = core.read_model(args.model_dir / "openvino_tokenizer.xml").get_rt_info()
-    model = core.read_model(args.model_dir / "openvino_model.xml")
-    if not MODEL_INPUTS <= {name for port in model.inputs for name in port.names} or "eos_token_id" not in rt_info:
-        parser.error(f"{args.model_dir} needs a stateful LLM (inputs {', '.join(sorted(MODEL_INPUTS))}) and an "
-                     "eos_token_id in the tokenizer's rt_info: export it with --task text-generation-with-past")
-    if args.max_new_tokens < 1 or "chat_template" not in rt_info:
-        parser.error("--max-new-tokens must be at least 1" if args.max_new_tokens < 1 else
-                     f"{args.model_dir} has no chat_template in its tokenizer's rt_info: it is not a chat model")
-    environment = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)  # as transformers
-    eos_token_id = rt_info["eos_token_id"].astype(int)
-    logits_of_last_position_only(model)  # then a long history costs no (history_len, vocab) logits
-    try:
-        request = core.compile_model(model, args.device, F32_CONFIG if args.f32 else {}).create_infer_request()
-    except RuntimeError as error:
-        parser.error(f"cannot compile for --device {args.device}: {str(error).strip().splitlines()[-1]}")
-    tokenizer = core.compile_model(args.model_dir / "openvino_tokenizer.xml", "CPU")  # string ops: CPU only
-    detokenizer = core.compile_model(args.model_dir / "openvino_detokenizer.xml", "CPU")
+    if args.max_new_tokens < 1:
+        parser.error("--max-new-tokens must be at least 1")
 
-    messages, cached = [{"role": "system", "content": args.system}] if args.system else [], []  # cached: token ids
-    for line in filter(str.strip, sys.stdin):  # each non-blank line is a user turn
+    # Created after `import openvino_tokenizers`, so that it reads the tokenizers.
+    core = ov.Core()
+    llm = read_llm_folder(core, parser, args.model_dir)
+    rt_info = core.read_model(args.model_dir / "openvino_tokenizer.xml").get_rt_info()
+    if "chat_template" not in rt_info:
+        parser.error(f"{args.model_dir} has no chat_template: it is not a chat model")
+    chat_template = rt_info["chat_template"].astype(str)
+    keep_last_logits(llm.model, 1)
+    request = compile_llm(core, parser, llm.model, args).create_infer_request()
+
+    messages = []
+    if args.system:
+        messages.append({"role": "system", "content": args.system})
+    cached = []  # the token ids whose keys and values the KV cache holds
+    for line in sys.stdin:
+        if not line.strip():
+            continue  # a blank line is no turn
         messages.append({"role": "user", "content": line.rstrip("\n")})
         try:
-            history = environment.from_string(rt_info["chat_template"].astype(str)).render(
-                messages=messages, add_generation_prompt=True, raise_exception=raise_exception)
-        except jinja2.TemplateError as error:  # a broken template, or one that refuses this conversation
+            history = render(chat_template, messages)
+        except jinja2.TemplateError as error:  # broken, or refusing this conversation
             parser.error(f"the model's chat template fails: {error}")
-        history_ids = tokenizer([history])["input_ids"][0].tolist()
-        # The cache holds `cached`: feed only what the templated history adds, or all of it where it is no extension.
-        if history_ids[:len(cached)] != cached:
-            print("the history does not extend the cache: running all of it again", file=sys.stderr)
+        history_ids = llm.tokenizer([history])["input_ids"][0].tolist()
+        # Feed only what the history adds to the cache. Where it does not start with the
+        # cached tokens (a template that rewrites past turns, or an answer whose text
+        # tokenizes otherwise), empty the cache and feed all of it.
+        if history_ids[: len(cached)] != cached:
+            print(RERUN_NOTICE, file=sys.stderr)
             request.reset_state()
             cached = []
-        new_ids, fed, tokens, text, printed = history_ids[len(cached):], len(history_ids) - len(cached), [], "", ""
+        new_ids = history_ids[len(cached) :]
+        fed = len(new_ids)
+
+        tokens = []  # the answer's token ids
+        printed = ""  # the answer's text on stdout so far
         while len(tokens) < args.max_new_tokens:
-            cached += new_ids  # what the cache holds after this inference
-            request.infer({"input_ids": np.array([new_ids]), "beam_idx": np.zeros(1, dtype=np.int32),
-                           "attention_mask": np.ones((1, len(cached)), dtype=np.int64),
-                           "position_ids": np.arange(len(cached) - len(new_ids), len(cached))[None]})
+            request.infer(llm_inputs(new_ids, len(cached)))
+            cached += new_ids
             next_token = int(request.get_tensor("logits").data[0, -1].argmax())
-            if next_token == eos_token_id:
+            if next_token == llm.eos_token_id:
                 break
-            tokens.append(next_token)  # streamed as greedy.py streams: re-decode, hold back a cut UTF-8 character
-            text = detokenizer(np.array([tokens]))["string_output"][0]
-            if not text.endswith("\ufffd"):
-                print(text[len(printed):], end="", flush=True)
-                printed = text
+            tokens.append(next_token)
+            printed = stream(llm.detokenizer, tokens, printed)
             new_ids = [next_token]
-        print(text[len(printed):], flush=True)
-        messages.append({"role": "assistant", "content": text})
+        answer = decode(llm.detokenizer, tokens)
+        print(answer[len(printed) :], flush=True)
+        messages.append({"role": "assistant", "content": answer})
         print(f"{fed} tokens fed, {len(tokens)} new tokens", file=sys.stderr)
 
 
@@ -97,4 +209,4 @@ if __name__ == "__main__":
     try:
         main()
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(130)  # Ctrl-C: the shell's code for an interrupt, and no traceback
