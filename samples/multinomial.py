@@ -1,100 +1,205 @@
 #!/usr/bin/env python3
-"""Text generation by multinomial sampling (temperature, top-k, top-p) with a stateful LLM IR, streamed; MODEL_DIR as
-for greedy.py, and the same --seed gives the same text. Example:
-python samples/multinomial.py models/SmolLM2-135M-Instruct "Once upon a time" --temperature 0.8 --top-p 0.9 --seed 7"""
+"""Text generation by multinomial sampling with a stateful LLM IR, streamed to stdout.
+
+Each token is drawn from the model's probabilities after transformers' warpers, in
+their order: temperature, top-k, top-p. numpy's default_rng(--seed) draws, so the same
+seed gives the same text. The model keeps its KV cache in its own state, so each step
+feeds only the new token.
+MODEL_DIR holds openvino_model.xml, openvino_tokenizer.xml and openvino_detokenizer.xml,
+as `optimum-cli export openvino --task text-generation-with-past` writes them.
+Example: python samples/multinomial.py models/SmolLM2-135M-Instruct "Once upon a time"
+    --temperature 0.8 --top-p 0.9 --seed 7
+"""
+
 import argparse
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import openvino as ov
-import openvino_tokenizers  # noqa: F401  registers the string operations the tokenizer IRs are made of
+import openvino_tokenizers  # noqa: F401  registers the tokenizer IRs' string operations
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "SmolLM2-135M-Instruct"
-MODEL_INPUTS = {"input_ids", "attention_mask", "position_ids", "beam_idx"}  # beam_idx: only stateful IRs have it
-F32_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32", "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0"}
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models/SmolLM2-135M-Instruct"
+DEFAULT_PROMPT = "Once upon a time, a little robot"
+EXPORT_HINT = "run scripts/prepare_default_model.py, or optimum-cli export openvino"
+LLM_FILES = ("openvino_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml")
+# Only a stateful export (--task text-generation-with-past) has beam_idx: the KV
+# cache lives in the model's state; beam_idx says which cache row a batch row continues.
+LLM_INPUTS = {"input_ids", "attention_mask", "position_ids", "beam_idx"}
+# Compute and cache in f32, with no on-the-fly quantization of activations: the numbers
+# then equal the references' (the CPU's default may be bf16 with an f16 or u8 cache).
+F32_CONFIG = {
+    "INFERENCE_PRECISION_HINT": "f32",
+    "KV_CACHE_PRECISION": "f32",
+    "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0",
+}
 
 
-def logits_of_last_position_only(model: ov.Model) -> None:
-    """Slice the hidden state to the last position before the LM head: logits (batch, 1, vocab)."""
+class LLMFolder(NamedTuple):
+    model: ov.Model  # the LLM, read but not compiled: it can still be edited
+    tokenizer: ov.CompiledModel  # [text] -> input_ids (1, tokens)
+    detokenizer: ov.CompiledModel  # token ids (1, tokens) -> [text]
+    eos_token_id: int  # the token that ends an answer
+
+
+def last_line(error: Exception) -> str:
+    """OpenVINO's messages end with the line that says what is wrong."""
+    return str(error).strip().splitlines()[-1]
+
+
+def read_llm_folder(core: ov.Core, parser, model_dir: Path) -> LLMFolder:
+    """The folder's LLM, tokenizer and detokenizer; an unfit folder exits (code 2)."""
+    for name in LLM_FILES:
+        if not (model_dir / name).is_file():
+            parser.error(f"no {model_dir / name}: {EXPORT_HINT}")
+    try:
+        model = core.read_model(model_dir / "openvino_model.xml")
+        tokenizer = core.read_model(model_dir / "openvino_tokenizer.xml")
+        # The string operations run on the CPU only, whatever --device says.
+        compiled_tokenizer = core.compile_model(tokenizer, "CPU")
+        detokenizer = core.compile_model(model_dir / "openvino_detokenizer.xml", "CPU")
+    except RuntimeError as error:
+        parser.error(f"cannot read {model_dir}: {last_line(error)}")
+    input_names = {name for port in model.inputs for name in port.names}
+    if not LLM_INPUTS <= input_names:
+        parser.error(f"{model_dir} holds no stateful LLM: {EXPORT_HINT}")
+    rt_info = tokenizer.get_rt_info()
+    if "eos_token_id" not in rt_info:
+        parser.error(f"{model_dir}: the tokenizer's rt_info has no eos_token_id")
+    eos_token_id = rt_info["eos_token_id"].astype(int)
+    return LLMFolder(model, compiled_tokenizer, detokenizer, eos_token_id)
+
+
+def keep_last_logits(model: ov.Model, positions: int) -> None:
+    """Compute logits (batch, positions, vocab) for the last positions only.
+
+    The LM head multiplies each position's hidden state by a (vocab, hidden) matrix, so
+    a long prompt would cost (prompt_len, vocab) logits that nobody reads. Slicing its
+    input before compiling removes that work. Another head (no MatMul) is left as is."""
     lm_head = model.output("logits").get_node().input_value(0).get_node()
-    if lm_head.get_type_name() == "MatMul":  # (batch, seq_len, hidden) @ (vocab, hidden)^T; else leave it
-        last = ov.opset13.slice(lm_head.input_value(0), [-1], [np.iinfo(np.int64).max], [1], axes=[1])
-        lm_head.input(0).replace_source_output(last.output(0))
+    if lm_head.get_type_name() != "MatMul":
+        return
+    hidden = lm_head.input_value(0)  # (batch, seq_len, hidden)
+    end = np.iinfo(np.int64).max
+    last = ov.opset13.slice(hidden, [-positions], [end], [1], axes=[1])
+    lm_head.input(0).replace_source_output(last.output(0))
 
 
-def sample(logits: np.ndarray, temperature: float, top_k: int, top_p: float, rng: np.random.Generator) -> int:
-    """A token id from logits (vocab,): transformers' temperature, top-k and top-p warpers, then a multinomial draw."""
-    scores = logits.astype(np.float64) / temperature
-    kth_score = np.partition(scores, -top_k)[-top_k] if 0 < top_k < len(scores) else -np.inf
-    candidates = np.flatnonzero(scores >= kth_score)  # top-k: the k best, and any tied with the k-th (as HF)
-    candidates = candidates[np.argsort(-scores[candidates], kind="stable")]  # most likely first
-    probs = np.exp(scores[candidates] - scores[candidates[0]])  # softmax, but for the division by the sum
-    kept = np.count_nonzero(np.cumsum(probs) - probs < top_p * probs.sum())  # top-p: the fewest reaching p
-    return int(candidates[rng.choice(kept, p=probs[:kept] / probs[:kept].sum())])
+def compile_llm(core: ov.Core, parser, model: ov.Model, args) -> ov.CompiledModel:
+    """The LLM compiled for --device (and --f32); an unfit device exits (code 2)."""
+    try:
+        return core.compile_model(model, args.device, F32_CONFIG if args.f32 else {})
+    except RuntimeError as error:
+        parser.error(f"cannot compile for --device {args.device}: {last_line(error)}")
+
+
+def llm_inputs(new_ids: list[int], cached: int) -> dict[str, np.ndarray]:
+    """Inputs that feed new_ids after the `cached` tokens that the KV cache holds."""
+    length = cached + len(new_ids)
+    return {
+        "input_ids": np.array([new_ids], dtype=np.int64),  # (1, new tokens)
+        "attention_mask": np.ones((1, length), dtype=np.int64),
+        "position_ids": np.arange(cached, length, dtype=np.int64)[None],
+        "beam_idx": np.zeros(1, dtype=np.int32),  # batch row 0 continues cache row 0
+    }
+
+
+def decode(detokenizer: ov.CompiledModel, tokens: list[int]) -> str:
+    """The text of some token ids."""
+    return str(detokenizer(np.array([tokens], dtype=np.int64))["string_output"][0])
+
+
+def stream(detokenizer: ov.CompiledModel, tokens: list[int], printed: str) -> str:
+    """Print what the tokens' text adds to `printed` (the text so far); return the text.
+
+    All tokens are decoded again each time: decoded alone, a token may lose its leading
+    space. A text ending in U+FFFD ends inside a UTF-8 character whose other bytes come
+    with the next token, so it waits."""
+    text = decode(detokenizer, tokens)
+    if text.endswith("\ufffd"):
+        return printed
+    print(text[len(printed) :], end="", flush=True)
+    return text
+
+
+def sample(logits: np.ndarray, args, rng: np.random.Generator) -> int:
+    """A token id drawn from (vocab,) logits after temperature, top-k and top-p."""
+    scores = logits.astype(np.float64) / args.temperature  # < 1 sharpens, > 1 flattens
+    # top-k: the k best, and any tied with the k-th, as transformers keeps them.
+    kth_best = -np.inf
+    if 0 < args.top_k < len(scores):
+        kth_best = np.partition(scores, -args.top_k)[-args.top_k]
+    candidates = np.flatnonzero(scores >= kth_best)
+    candidates = candidates[
+        np.argsort(-scores[candidates], kind="stable")
+    ]  # best first
+    probs = np.exp(scores[candidates] - scores[candidates[0]])  # softmax, not yet / sum
+    # top-p: the fewest best candidates whose probability reaches p.
+    before = np.cumsum(probs) - probs  # the probability of the better candidates
+    kept = np.count_nonzero(before < args.top_p * probs.sum())
+    chosen = rng.choice(kept, p=probs[:kept] / probs[:kept].sum())
+    return int(candidates[chosen])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, usage=argparse.SUPPRESS)  # errors: one line, no usage
-    parser.add_argument("model_dir", nargs="?", type=Path, default=DEFAULT_MODEL_DIR, help="model folder")
-    parser.add_argument("prompt", nargs="?", default="Once upon a time, a little robot", help="text to continue")
-    parser.add_argument("--max-new-tokens", type=int, default=100, help="at most this many tokens, >= 1")
-    parser.add_argument("--temperature", type=float, default=1.0, help="> 0: 1 leaves the logits, < 1 sharpens them")
-    parser.add_argument("--top-k", type=int, default=50, help="draw from the k most likely tokens only; 0: all")
-    parser.add_argument("--top-p", type=float, default=1.0, help="in (0, 1]: the fewest tokens whose probability >= p")
-    parser.add_argument("--seed", type=int, default=42, help="seed of numpy's default_rng, >= 0")
-    parser.add_argument("--device", default="CPU", help="CPU, GPU, NPU or AUTO for the LLM")
-    parser.add_argument("--f32", action="store_true", help="compute and cache in f32: exact parity with references")
+    # usage=SUPPRESS: a bad argument gives one line on stderr, not the usage text too.
+    parser = argparse.ArgumentParser(description=__doc__, usage=argparse.SUPPRESS)
+    parser.add_argument("model_dir", nargs="?", type=Path, default=DEFAULT_MODEL_DIR)
+    parser.add_argument("prompt", nargs="?", default=DEFAULT_PROMPT)
+    parser.add_argument("--max-new-tokens", type=int, default=100, help=">= 1")
+    parser.add_argument("--temperature", type=float, default=1.0, help="> 0")
+    parser.add_argument("--top-k", type=int, default=50, help=">= 0; 0: all tokens")
+    parser.add_argument("--top-p", type=float, default=1.0, help="in (0, 1]")
+    parser.add_argument("--seed", type=int, default=42, help=">= 0")
+    parser.add_argument("--device", default="CPU", help="CPU, GPU, NPU or AUTO")
+    parser.add_argument("--f32", action="store_true", help="exact, as the references")
     args = parser.parse_args()
-    for name in ("openvino_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml"):
-        if not (args.model_dir / name).is_file():
-            parser.error(f"no {args.model_dir / name}: run scripts/prepare_default_model.py or optimum-cli export")
-    for problem, bad in (("the prompt is empty", not args.prompt.strip()), ("--seed must be 0 or more", args.seed < 0),
-                         ("--max-new-tokens must be at least 1", args.max_new_tokens < 1), ("--top-p must be in (0, 1]",
-                         not 0 < args.top_p <= 1), ("--temperature must be above 0", not args.temperature > 0),
-                         ("--top-k must be 0 or more", args.top_k < 0)):
-        if bad:
-            parser.error(problem)
+    if not args.prompt.strip():
+        parser.error("the prompt is empty")
+    if args.max_new_tokens < 1:
+        parser.error("--max-new-tokens must be at least 1")
+    if not args.temperature > 0:
+        parser.error("--temperature must be above 0")
+    if args.top_k < 0:
+        parser.error("--top-k must be 0 or more")
+    if not 0 < args.top_p <= 1:  # also refuses nan
+        parser.error("--top-p must be in (0, 1]")
+    if args.seed < 0:
+        parser.error("--seed must be 0 or more")
 
-    core = ov.Core()  # after `import openvino_tokenizers`, so that it can read the tokenizer IRs
-    rt_info = core.read_model(args.model_dir / "openvino_tokenizer.xml").get_rt_info()
-    model = core.read_model(args.model_dir / "openvino_model.xml")
-    if not MODEL_INPUTS <= {name for port in model.inputs for name in port.names} or "eos_token_id" not in rt_info:
-        parser.error(f"{args.model_dir} needs a stateful LLM (inputs {', '.join(sorted(MODEL_INPUTS))}) and an "
-                     "eos_token_id in the tokenizer's rt_info: export it with --task text-generation-with-past")
-    eos_token_id = rt_info["eos_token_id"].astype(int)
-    logits_of_last_position_only(model)  # then a long prompt costs no (prompt_len, vocab) logits
-    try:
-        request = core.compile_model(model, args.device, F32_CONFIG if args.f32 else {}).create_infer_request()
-    except RuntimeError as error:
-        parser.error(f"cannot compile for --device {args.device}: {str(error).strip().splitlines()[-1]}")
-    tokenizer = core.compile_model(args.model_dir / "openvino_tokenizer.xml", "CPU")  # string ops: CPU only
-    detokenizer = core.compile_model(args.model_dir / "openvino_detokenizer.xml", "CPU")
-    prompt_ids = tokenizer([args.prompt])["input_ids"]  # (1, prompt_len)
+    # Created after `import openvino_tokenizers`, so that it reads the tokenizers.
+    core = ov.Core()
+    llm = read_llm_folder(core, parser, args.model_dir)
+    keep_last_logits(llm.model, 1)
+    request = compile_llm(core, parser, llm.model, args).create_infer_request()
+    prompt_ids = llm.tokenizer([args.prompt])["input_ids"][0].tolist()
 
-    rng, start, tokens, text, printed = np.random.default_rng(args.seed), time.perf_counter(), [], "", ""
-    new_ids, length = prompt_ids, prompt_ids.shape[1]  # the first pass (prefill) feeds the whole prompt
+    rng = np.random.default_rng(args.seed)
+    start = time.perf_counter()
+    tokens = []  # the answer's token ids
+    printed = ""  # the answer's text on stdout so far
+    new_ids = prompt_ids  # the first inference (prefill) feeds the whole prompt
     while len(tokens) < args.max_new_tokens:
-        request.infer({"input_ids": new_ids, "attention_mask": np.ones((1, length), dtype=np.int64),
-                       "position_ids": np.arange(length - new_ids.shape[1], length)[None],
-                       "beam_idx": np.zeros(1, dtype=np.int32)})  # the cache row each batch row continues
-        next_token = sample(request.get_tensor("logits").data[0, -1], args.temperature, args.top_k, args.top_p, rng)
-        if next_token == eos_token_id:
+        cached = len(prompt_ids) + len(tokens) - len(new_ids)
+        request.infer(llm_inputs(new_ids, cached))
+        next_token = sample(request.get_tensor("logits").data[0, -1], args, rng)
+        if next_token == llm.eos_token_id:
             break
-        tokens.append(next_token)  # streamed as greedy.py streams: re-decode, hold back a cut UTF-8 character
-        text = detokenizer(np.array([tokens]))["string_output"][0]
-        if not text.endswith("\ufffd"):
-            print(text[len(printed):], end="", flush=True)
-            printed = text
-        new_ids, length = np.array([[next_token]]), length + 1  # every later pass feeds one token
-    print(text[len(printed):], flush=True)
-    print(f"{prompt_ids.shape[1]} prompt tokens, {len(tokens)} new tokens in {time.perf_counter() - start:.2f} s",
-          file=sys.stderr)
+        tokens.append(next_token)
+        printed = stream(llm.detokenizer, tokens, printed)
+        new_ids = [next_token]  # every later inference feeds one token
+    print(decode(llm.detokenizer, tokens)[len(printed) :], flush=True)
+    seconds = time.perf_counter() - start
+    print(
+        f"{len(prompt_ids)} prompt tokens, {len(tokens)} new tokens in {seconds:.2f} s",
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":
     try:
         main()
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(130)  # Ctrl-C: the shell's code for an interrupt, and no traceback
