@@ -1,106 +1,229 @@
 #!/usr/bin/env python3
-"""Prompt-lookup decoding: guess the next tokens by finding the last n-gram (3, 2 or 1 tokens) earlier in the prompt
-or the answer and copying what followed; one inference checks the guesses and the KV cache (the model's state) is cut
-back to what the model accepted. The text is greedy decoding's, sooner where the answer repeats the prompt
-(summaries, code edits). MODEL_DIR as for greedy.py. Example: python samples/prompt_lookup.py models/X "$(cat a.txt)"
+"""Prompt-lookup decoding with a stateful LLM IR: greedy text, sooner where the answer
+repeats the prompt (summaries, code edits, lists).
+
+The guesses are what followed the latest earlier occurrence of the last n-gram (3, 2
+or 1 tokens) in the prompt or the answer. One inference checks them all; the model
+keeps the guesses up to the first it disagrees with and adds its own next token. Its
+KV cache lives in its state, so the rejected guesses' entries are cut out of it.
+MODEL_DIR holds openvino_model.xml, openvino_tokenizer.xml and openvino_detokenizer.xml,
+as `optimum-cli export openvino --task text-generation-with-past` writes them.
+Example: python samples/prompt_lookup.py models/SmolLM2-135M-Instruct "$(cat notes.txt)"
+See also samples/speculative_decoding.py: guesses from a small draft model.
 """
+
 import argparse
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import openvino as ov
-import openvino_tokenizers  # noqa: F401  registers the string operations the tokenizer IRs are made of
+import openvino_tokenizers  # noqa: F401  registers the tokenizer IRs' string operations
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "SmolLM2-135M-Instruct"
-MODEL_INPUTS = {"input_ids", "attention_mask", "position_ids", "beam_idx"}  # beam_idx: only stateful IRs have it
-F32_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32", "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0"}
-MAX_NGRAM, MAX_GUESSES = 3, 5  # the longest n-gram looked up; guesses checked per inference
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models/SmolLM2-135M-Instruct"
+DEFAULT_PROMPT = "Once upon a time, a little robot"
+EXPORT_HINT = "run scripts/prepare_default_model.py, or optimum-cli export openvino"
+LLM_FILES = ("openvino_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml")
+# Only a stateful export (--task text-generation-with-past) has beam_idx: the KV
+# cache lives in the model's state; beam_idx says which cache row a batch row continues.
+LLM_INPUTS = {"input_ids", "attention_mask", "position_ids", "beam_idx"}
+# Compute and cache in f32, with no on-the-fly quantization of activations: the numbers
+# then equal the references' (the CPU's default may be bf16 with an f16 or u8 cache).
+F32_CONFIG = {
+    "INFERENCE_PRECISION_HINT": "f32",
+    "KV_CACHE_PRECISION": "f32",
+    "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0",
+}
+MAX_NGRAM = 3  # the longest n-gram looked up
+MAX_GUESSES = 5  # guesses checked per inference
 
 
-def guess(tokens: list[int]) -> list[int]:
-    """What followed the latest earlier occurrence of the last n-gram, longest n first: up to MAX_GUESSES tokens."""
-    for n in range(min(MAX_NGRAM, len(tokens) - 1), 0, -1):
-        for start in range(len(tokens) - n - 1, -1, -1):
-            if tokens[start:start + n] == tokens[-n:]:
-                return tokens[start + n:start + n + MAX_GUESSES]
-    return []
+class LLMFolder(NamedTuple):
+    model: ov.Model  # the LLM, read but not compiled: it can still be edited
+    tokenizer: ov.CompiledModel  # [text] -> input_ids (1, tokens)
+    detokenizer: ov.CompiledModel  # token ids (1, tokens) -> [text]
+    eos_token_id: int  # the token that ends an answer
 
 
-def infer(request: ov.InferRequest, new_ids: list[int], cached: int) -> np.ndarray:
-    """Feed new_ids after the `cached` tokens in the KV cache: logits (up to len(new_ids) last positions, vocab)."""
+def last_line(error: Exception) -> str:
+    """OpenVINO's messages end with the line that says what is wrong."""
+    return str(error).strip().splitlines()[-1]
+
+
+def read_llm_folder(core: ov.Core, parser, model_dir: Path) -> LLMFolder:
+    """The folder's LLM, tokenizer and detokenizer; an unfit folder exits (code 2)."""
+    for name in LLM_FILES:
+        if not (model_dir / name).is_file():
+            parser.error(f"no {model_dir / name}: {EXPORT_HINT}")
+    try:
+        model = core.read_model(model_dir / "openvino_model.xml")
+        tokenizer = core.read_model(model_dir / "openvino_tokenizer.xml")
+        # The string operations run on the CPU only, whatever --device says.
+        compiled_tokenizer = core.compile_model(tokenizer, "CPU")
+        detokenizer = core.compile_model(model_dir / "openvino_detokenizer.xml", "CPU")
+    except RuntimeError as error:
+        parser.error(f"cannot read {model_dir}: {last_line(error)}")
+    input_names = {name for port in model.inputs for name in port.names}
+    if not LLM_INPUTS <= input_names:
+        parser.error(f"{model_dir} holds no stateful LLM: {EXPORT_HINT}")
+    rt_info = tokenizer.get_rt_info()
+    if "eos_token_id" not in rt_info:
+        parser.error(f"{model_dir}: the tokenizer's rt_info has no eos_token_id")
+    eos_token_id = rt_info["eos_token_id"].astype(int)
+    return LLMFolder(model, compiled_tokenizer, detokenizer, eos_token_id)
+
+
+def keep_last_logits(model: ov.Model, positions: int) -> None:
+    """Compute logits (batch, positions, vocab) for the last positions only.
+
+    The LM head multiplies each position's hidden state by a (vocab, hidden) matrix, so
+    a long prompt would cost (prompt_len, vocab) logits that nobody reads. Slicing its
+    input before compiling removes that work. Another head (no MatMul) is left as is."""
+    lm_head = model.output("logits").get_node().input_value(0).get_node()
+    if lm_head.get_type_name() != "MatMul":
+        return
+    hidden = lm_head.input_value(0)  # (batch, seq_len, hidden)
+    end = np.iinfo(np.int64).max
+    last = ov.opset13.slice(hidden, [-positions], [end], [1], axes=[1])
+    lm_head.input(0).replace_source_output(last.output(0))
+
+
+def compile_llm(core: ov.Core, parser, model: ov.Model, args) -> ov.CompiledModel:
+    """The LLM compiled for --device (and --f32); an unfit device exits (code 2)."""
+    try:
+        return core.compile_model(model, args.device, F32_CONFIG if args.f32 else {})
+    except RuntimeError as error:
+        parser.error(f"cannot compile for --device {args.device}: {last_line(error)}")
+
+
+def llm_inputs(new_ids: list[int], cached: int) -> dict[str, np.ndarray]:
+    """Inputs that feed new_ids after the `cached` tokens that the KV cache holds."""
     length = cached + len(new_ids)
-    request.infer({"input_ids": np.array([new_ids]), "attention_mask": np.ones((1, length), dtype=np.int64),
-                   "position_ids": np.arange(cached, length)[None], "beam_idx": np.zeros(1, dtype=np.int32)})
+    return {
+        "input_ids": np.array([new_ids], dtype=np.int64),  # (1, new tokens)
+        "attention_mask": np.ones((1, length), dtype=np.int64),
+        "position_ids": np.arange(cached, length, dtype=np.int64)[None],
+        "beam_idx": np.zeros(1, dtype=np.int32),  # batch row 0 continues cache row 0
+    }
+
+
+def decode(detokenizer: ov.CompiledModel, tokens: list[int]) -> str:
+    """The text of some token ids."""
+    return str(detokenizer(np.array([tokens], dtype=np.int64))["string_output"][0])
+
+
+def stream(detokenizer: ov.CompiledModel, tokens: list[int], printed: str) -> str:
+    """Print what the tokens' text adds to `printed` (the text so far); return the text.
+
+    All tokens are decoded again each time: decoded alone, a token may lose its leading
+    space. A text ending in U+FFFD ends inside a UTF-8 character whose other bytes come
+    with the next token, so it waits."""
+    text = decode(detokenizer, tokens)
+    if text.endswith("\ufffd"):
+        return printed
+    print(text[len(printed) :], end="", flush=True)
+    return text
+
+
+def infer_logits(request: ov.InferRequest, new_ids: list[int], cached: int):
+    """Feed new_ids after `cached` tokens: logits (last positions kept, vocab)."""
+    request.infer(llm_inputs(new_ids, cached))
     return request.get_tensor("logits").data[0]
 
 
 def trim_cache(request: ov.InferRequest, length: int) -> None:
-    """Keep the first `length` positions of every state (batch, kv_heads, seq_len, head_dim) of the KV cache."""
+    """Keep the first `length` positions of every KV cache state.
+
+    Each state is (batch, kv_heads, seq_len, head_size): the model reads it back on its
+    next inference, so cutting it along seq_len forgets the positions after `length`."""
     for state in request.query_state():
         if state.state.shape[2] > length:
             state.state = ov.Tensor(state.state.data[:, :, :length].copy())
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, usage=argparse.SUPPRESS)  # errors: one line, no usage
-    parser.add_argument("model_dir", nargs="?", type=Path, default=DEFAULT_MODEL_DIR, help="model folder")
-    parser.add_argument("prompt", nargs="?", default="Once upon a time, a little robot", help="text to continue")
-    parser.add_argument("--max-new-tokens", type=int, default=100, help="at most this many tokens, >= 1")
-    parser.add_argument("--device", default="CPU", help="CPU, GPU, NPU or AUTO for the LLM")
-    parser.add_argument("--f32", action="store_true", help="compute and cache in f32: exact parity with references")
-    args = parser.parse_args()
-    for name in ("openvino_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml"):
-        if not (args.model_dir / name).is_file():
-            parser.error(f"no {args.model_dir / name}: run scripts/prepare_default_model.py or optimum-cli export")
-    if not args.prompt.strip() or args.max_new_tokens < 1:
-        parser.error("the prompt is empty" if args.max_new_tokens > 0 else "--max-new-tokens must be at least 1")
-    core = ov.Core()  # after `import openvino_tokenizers`, so that it can read the tokenizer IRs
-    rt_info = core.read_model(args.model_dir / "openvino_tokenizer.xml").get_rt_info()
-    model = core.read_model(args.model_dir / "openvino_model.xml")
-    if not MODEL_INPUTS <= {name for port in model.inputs for name in port.names} or "eos_token_id" not in rt_info:
-        parser.error(f"{args.model_dir} needs a stateful LLM (inputs {', '.join(sorted(MODEL_INPUTS))}) and an "
-                     "eos_token_id in the tokenizer's rt_info: export it with --task text-generation-with-past")
-    eos_token_id = rt_info["eos_token_id"].astype(int)
-    lm_head = model.output("logits").get_node().input_value(0).get_node()
-    if lm_head.get_type_name() == "MatMul":  # logits for the positions that are checked only, not the whole prompt
-        kept = ov.opset13.slice(lm_head.input_value(0), [-MAX_GUESSES - 1], [np.iinfo(np.int64).max], [1], axes=[1])
-        lm_head.input(0).replace_source_output(kept.output(0))
-    try:
-        request = core.compile_model(model, args.device, F32_CONFIG if args.f32 else {}).create_infer_request()
-    except RuntimeError as error:
-        parser.error(f"cannot compile for --device {args.device}: {str(error).strip().splitlines()[-1]}")
-    tokenizer = core.compile_model(args.model_dir / "openvino_tokenizer.xml", "CPU")  # string ops: CPU only
-    detokenizer = core.compile_model(args.model_dir / "openvino_detokenizer.xml", "CPU")
-    prompt_ids = tokenizer([args.prompt])["input_ids"][0].tolist()
+def verify(request: ov.InferRequest, tokens: list[int], guesses: list[int]) -> int:
+    """Check guesses of what follows `tokens` in one inference; return how many hold.
 
-    start = time.perf_counter()  # the cache holds every token but the last: the prefill feeds the prompt
-    tokens, printed = prompt_ids + [int(infer(request, prompt_ids, 0)[-1].argmax())], ""
-    inferences, proposed, accepted = 1, 0, 0
+    The model sees the last token and the guesses, and gives its greedy choice after
+    each. `tokens` grows by the guesses up to the first it disagrees with, then by its
+    own choice there. Then the cache keeps every token but the new last one."""
+    logits = infer_logits(request, tokens[-1:] + guesses, len(tokens) - 1)
+    choices = logits[-len(guesses) - 1 :].argmax(axis=-1).tolist()
+    agreed = 0
+    while agreed < len(guesses) and guesses[agreed] == choices[agreed]:
+        agreed += 1
+    tokens.extend(guesses[:agreed])
+    tokens.append(choices[agreed])
+    trim_cache(request, len(tokens) - 1)
+    return agreed
+
+
+def guess(tokens: list[int]) -> list[int]:
+    """What followed the last n-gram where it last occurred before, longest n first."""
+    for n in range(min(MAX_NGRAM, len(tokens) - 1), 0, -1):
+        for start in range(len(tokens) - n - 1, -1, -1):
+            if tokens[start : start + n] == tokens[-n:]:
+                return tokens[start + n : start + n + MAX_GUESSES]
+    return []
+
+
+def main() -> None:
+    # usage=SUPPRESS: a bad argument gives one line on stderr, not the usage text too.
+    parser = argparse.ArgumentParser(description=__doc__, usage=argparse.SUPPRESS)
+    parser.add_argument("model_dir", nargs="?", type=Path, default=DEFAULT_MODEL_DIR)
+    parser.add_argument("prompt", nargs="?", default=DEFAULT_PROMPT)
+    parser.add_argument("--max-new-tokens", type=int, default=100, help=">= 1")
+    parser.add_argument("--device", default="CPU", help="CPU, GPU, NPU or AUTO")
+    parser.add_argument("--f32", action="store_true", help="exact, as the references")
+    args = parser.parse_args()
+    if not args.prompt.strip():
+        parser.error("the prompt is empty")
+    if args.max_new_tokens < 1:
+        parser.error("--max-new-tokens must be at least 1")
+
+    # Created after `import openvino_tokenizers`, so that it reads the tokenizers.
+    core = ov.Core()
+    llm = read_llm_folder(core, parser, args.model_dir)
+    keep_last_logits(llm.model, MAX_GUESSES + 1)  # the positions that are checked
+    request = compile_llm(core, parser, llm.model, args).create_infer_request()
+    prompt_ids = llm.tokenizer([args.prompt])["input_ids"][0].tolist()
+
+    start = time.perf_counter()
+    # The prefill feeds the prompt: the cache holds every token but the last.
+    first_token = int(infer_logits(request, prompt_ids, 0)[-1].argmax())
+    tokens = prompt_ids + [first_token]
+    printed = ""  # the answer's text on stdout so far
+    inferences = 1
+    proposed = 0  # guesses made
+    accepted = 0  # guesses the model agreed with
     while True:
-        new_ids = tokens[len(prompt_ids):][:args.max_new_tokens]
-        new_ids = new_ids[:new_ids.index(eos_token_id)] if eos_token_id in new_ids else new_ids
-        text = detokenizer(np.array([new_ids], dtype=np.int64))["string_output"][0]
-        if not text.endswith("\ufffd"):  # stream as greedy.py does: hold back a UTF-8 character cut in two
-            print(text[len(printed):], end="", flush=True)
-            printed = text
-        if len(new_ids) == args.max_new_tokens or eos_token_id in tokens[len(prompt_ids):]:
+        answer = tokens[len(prompt_ids) :]
+        ended = llm.eos_token_id in answer
+        if ended:
+            answer = answer[: answer.index(llm.eos_token_id)]
+        answer = answer[: args.max_new_tokens]  # several tokens may come at once
+        printed = stream(llm.detokenizer, answer, printed)
+        if ended or len(answer) == args.max_new_tokens:
             break
-        guesses = guess(tokens)[:args.max_new_tokens - len(new_ids)]  # none found: a plain greedy step
-        # One inference on the last token and the guesses: the model's greedy choice after each of them.
-        choices = infer(request, tokens[-1:] + guesses, len(tokens) - 1)[-len(guesses) - 1:].argmax(-1).tolist()
-        agreed = next((i for i, token in enumerate(guesses) if token != choices[i]), len(guesses))
-        inferences, proposed, accepted = inferences + 1, proposed + len(guesses), accepted + agreed
-        tokens += guesses[:agreed] + [choices[agreed]]  # the agreed guesses, then the model's own next token
-        trim_cache(request, len(tokens) - 1)  # rejected guesses left entries: keep every token but the (new) last
-    print(text[len(printed):], flush=True)
-    print(f"{len(prompt_ids)} prompt tokens, {len(new_ids)} new tokens in {time.perf_counter() - start:.2f} s, "
-          f"{inferences} inferences, {accepted} of {proposed} guesses accepted", file=sys.stderr)
+        guesses = guess(tokens)[: args.max_new_tokens - len(answer)]
+        # No guess found: a plain greedy step.
+        accepted += verify(request, tokens, guesses)
+        inferences += 1
+        proposed += len(guesses)
+    print(decode(llm.detokenizer, answer)[len(printed) :], flush=True)
+    seconds = time.perf_counter() - start
+    print(
+        f"{len(prompt_ids)} prompt tokens, {len(answer)} new tokens "
+        f"in {seconds:.2f} s, {inferences} inferences, "
+        f"{accepted} of {proposed} guesses accepted",
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":
     try:
         main()
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(130)  # Ctrl-C: the shell's code for an interrupt, and no traceback
