@@ -1,110 +1,258 @@
 #!/usr/bin/env python3
-"""Greedy speculative decoding: a small draft model guesses tokens, the main model checks them in one inference, both
-KV caches (the models' state) are cut back to what it accepted: out comes the main model's greedy text. DRAFT_DIR and
-MAIN_DIR as for greedy.py, with the same tokenizer. Example: python samples/speculative_decoding.py DRAFT MAIN "Hi"."""
+"""Greedy speculative decoding with two stateful LLM IRs: the main model's greedy text,
+in fewer of its inferences where a small draft model guesses right.
+
+The draft model guesses a few tokens, one inference of the main model checks them all,
+and the main model keeps the guesses up to the first it disagrees with, then adds its
+own next token. Both models keep their KV cache in their state, so the rejected
+guesses' entries are cut out of both caches.
+DRAFT_DIR and MAIN_DIR each hold openvino_model.xml, openvino_tokenizer.xml and
+openvino_detokenizer.xml (optimum-cli export openvino --task text-generation-with-past),
+and the two models share one tokenizer.
+Example: python samples/speculative_decoding.py models/small models/large "Hello"
+See also samples/prompt_lookup.py: guesses copied from the prompt, no draft model.
+"""
+
 import argparse
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import openvino as ov
-import openvino_tokenizers  # noqa: F401  registers the string operations the tokenizer IRs are made of
+import openvino_tokenizers  # noqa: F401  registers the tokenizer IRs' string operations
 
-MAX_DRAFT = 8  # draft tokens per main inference: up by 2 while all are accepted, down by 1 on a rejection
-MODEL_INPUTS = {"input_ids", "attention_mask", "position_ids", "beam_idx"}  # beam_idx: only stateful IRs have it
-F32_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32", "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0"}
+DEFAULT_PROMPT = "Once upon a time, a little robot"
+EXPORT_HINT = "run scripts/prepare_default_model.py, or optimum-cli export openvino"
+LLM_FILES = ("openvino_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml")
+# Only a stateful export (--task text-generation-with-past) has beam_idx: the KV
+# cache lives in the model's state; beam_idx says which cache row a batch row continues.
+LLM_INPUTS = {"input_ids", "attention_mask", "position_ids", "beam_idx"}
+# Compute and cache in f32, with no on-the-fly quantization of activations: the numbers
+# then equal the references' (the CPU's default may be bf16 with an f16 or u8 cache).
+F32_CONFIG = {
+    "INFERENCE_PRECISION_HINT": "f32",
+    "KV_CACHE_PRECISION": "f32",
+    "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0",
+}
+MAX_DRAFT = 8  # draft tokens per main inference, at most
 
 
-def load(core: ov.Core, folder: Path, last_positions: int, args, parser) -> tuple:
-    """The folder's stateful LLM, compiled to give logits for its last positions only, its detokenizer and EOS id."""
-    for name in ("openvino_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml"):
-        if not (folder / name).is_file():
-            parser.error(f"no {folder / name}: run scripts/prepare_default_model.py or scripts/convert.py")
-    rt_info = core.read_model(folder / "openvino_tokenizer.xml").get_rt_info()
-    model = core.read_model(folder / "openvino_model.xml")
-    if not MODEL_INPUTS <= {name for port in model.inputs for name in port.names} or "eos_token_id" not in rt_info:
-        parser.error(f"{folder} needs a stateful LLM and an EOS id: export it with --task text-generation-with-past")
-    lm_head = model.output("logits").get_node().input_value(0).get_node()
-    if lm_head.get_type_name() == "MatMul":  # the hidden state sliced before the LM head: no logits nobody reads
-        kept = ov.opset13.slice(lm_head.input_value(0), [-last_positions], [np.iinfo(np.int64).max], [1], axes=[1])
-        lm_head.input(0).replace_source_output(kept.output(0))
+class LLMFolder(NamedTuple):
+    model: ov.Model  # the LLM, read but not compiled: it can still be edited
+    tokenizer: ov.CompiledModel  # [text] -> input_ids (1, tokens)
+    detokenizer: ov.CompiledModel  # token ids (1, tokens) -> [text]
+    eos_token_id: int  # the token that ends an answer
+
+
+def last_line(error: Exception) -> str:
+    """OpenVINO's messages end with the line that says what is wrong."""
+    return str(error).strip().splitlines()[-1]
+
+
+def read_llm_folder(core: ov.Core, parser, model_dir: Path) -> LLMFolder:
+    """The folder's LLM, tokenizer and detokenizer; an unfit folder exits (code 2)."""
+    for name in LLM_FILES:
+        if not (model_dir / name).is_file():
+            parser.error(f"no {model_dir / name}: {EXPORT_HINT}")
     try:
-        request = core.compile_model(model, args.device, F32_CONFIG if args.f32 else {}).create_infer_request()
+        model = core.read_model(model_dir / "openvino_model.xml")
+        tokenizer = core.read_model(model_dir / "openvino_tokenizer.xml")
+        # The string operations run on the CPU only, whatever --device says.
+        compiled_tokenizer = core.compile_model(tokenizer, "CPU")
+        detokenizer = core.compile_model(model_dir / "openvino_detokenizer.xml", "CPU")
     except RuntimeError as error:
-        parser.error(f"cannot compile for --device {args.device}: {str(error).strip().splitlines()[-1]}")
-    return request, core.compile_model(folder / "openvino_detokenizer.xml", "CPU"), rt_info["eos_token_id"].astype(int)
+        parser.error(f"cannot read {model_dir}: {last_line(error)}")
+    input_names = {name for port in model.inputs for name in port.names}
+    if not LLM_INPUTS <= input_names:
+        parser.error(f"{model_dir} holds no stateful LLM: {EXPORT_HINT}")
+    rt_info = tokenizer.get_rt_info()
+    if "eos_token_id" not in rt_info:
+        parser.error(f"{model_dir}: the tokenizer's rt_info has no eos_token_id")
+    eos_token_id = rt_info["eos_token_id"].astype(int)
+    return LLMFolder(model, compiled_tokenizer, detokenizer, eos_token_id)
 
 
-def infer(request: ov.InferRequest, new_ids: list[int], cached: int) -> np.ndarray:
-    """Feed new_ids after the `cached` tokens in the KV cache: logits (up to len(new_ids) last positions, vocab)."""
+def keep_last_logits(model: ov.Model, positions: int) -> None:
+    """Compute logits (batch, positions, vocab) for the last positions only.
+
+    The LM head multiplies each position's hidden state by a (vocab, hidden) matrix, so
+    a long prompt would cost (prompt_len, vocab) logits that nobody reads. Slicing its
+    input before compiling removes that work. Another head (no MatMul) is left as is."""
+    lm_head = model.output("logits").get_node().input_value(0).get_node()
+    if lm_head.get_type_name() != "MatMul":
+        return
+    hidden = lm_head.input_value(0)  # (batch, seq_len, hidden)
+    end = np.iinfo(np.int64).max
+    last = ov.opset13.slice(hidden, [-positions], [end], [1], axes=[1])
+    lm_head.input(0).replace_source_output(last.output(0))
+
+
+def compile_llm(core: ov.Core, parser, model: ov.Model, args) -> ov.CompiledModel:
+    """The LLM compiled for --device (and --f32); an unfit device exits (code 2)."""
+    try:
+        return core.compile_model(model, args.device, F32_CONFIG if args.f32 else {})
+    except RuntimeError as error:
+        parser.error(f"cannot compile for --device {args.device}: {last_line(error)}")
+
+
+def llm_inputs(new_ids: list[int], cached: int) -> dict[str, np.ndarray]:
+    """Inputs that feed new_ids after the `cached` tokens that the KV cache holds."""
     length = cached + len(new_ids)
-    request.infer({"input_ids": np.array([new_ids]), "attention_mask": np.ones((1, length), dtype=np.int64),
-                   "position_ids": np.arange(cached, length)[None], "beam_idx": np.zeros(1, dtype=np.int32)})
+    return {
+        "input_ids": np.array([new_ids], dtype=np.int64),  # (1, new tokens)
+        "attention_mask": np.ones((1, length), dtype=np.int64),
+        "position_ids": np.arange(cached, length, dtype=np.int64)[None],
+        "beam_idx": np.zeros(1, dtype=np.int32),  # batch row 0 continues cache row 0
+    }
+
+
+def decode(detokenizer: ov.CompiledModel, tokens: list[int]) -> str:
+    """The text of some token ids."""
+    return str(detokenizer(np.array([tokens], dtype=np.int64))["string_output"][0])
+
+
+def stream(detokenizer: ov.CompiledModel, tokens: list[int], printed: str) -> str:
+    """Print what the tokens' text adds to `printed` (the text so far); return the text.
+
+    All tokens are decoded again each time: decoded alone, a token may lose its leading
+    space. A text ending in U+FFFD ends inside a UTF-8 character whose other bytes come
+    with the next token, so it waits."""
+    text = decode(detokenizer, tokens)
+    if text.endswith("\ufffd"):
+        return printed
+    print(text[len(printed) :], end="", flush=True)
+    return text
+
+
+def infer_logits(request: ov.InferRequest, new_ids: list[int], cached: int):
+    """Feed new_ids after `cached` tokens: logits (last positions kept, vocab)."""
+    request.infer(llm_inputs(new_ids, cached))
     return request.get_tensor("logits").data[0]
 
 
 def trim_cache(request: ov.InferRequest, length: int) -> None:
-    """Keep the first `length` positions of every state (batch, kv_heads, seq_len, head_dim) of the KV cache."""
+    """Keep the first `length` positions of every KV cache state.
+
+    Each state is (batch, kv_heads, seq_len, head_size): the model reads it back on its
+    next inference, so cutting it along seq_len forgets the positions after `length`."""
     for state in request.query_state():
         if state.state.shape[2] > length:
             state.state = ov.Tensor(state.state.data[:, :, :length].copy())
 
 
+def verify(request: ov.InferRequest, tokens: list[int], guesses: list[int]) -> int:
+    """Check guesses of what follows `tokens` in one inference; return how many hold.
+
+    The model sees the last token and the guesses, and gives its greedy choice after
+    each. `tokens` grows by the guesses up to the first it disagrees with, then by its
+    own choice there. Then the cache keeps every token but the new last one."""
+    logits = infer_logits(request, tokens[-1:] + guesses, len(tokens) - 1)
+    choices = logits[-len(guesses) - 1 :].argmax(axis=-1).tolist()
+    agreed = 0
+    while agreed < len(guesses) and guesses[agreed] == choices[agreed]:
+        agreed += 1
+    tokens.extend(guesses[:agreed])
+    tokens.append(choices[agreed])
+    trim_cache(request, len(tokens) - 1)
+    return agreed
+
+
+def vocabulary(detokenizer: ov.CompiledModel, size: int) -> list[str]:
+    """Each token id's text (byte tokens' U+FFFD left out)."""
+    every_id = np.arange(size, dtype=np.int64)[:, None]  # (size, 1): one id a row
+    texts = detokenizer(every_id)["string_output"]
+    return [str(text).replace("\ufffd", "") for text in texts]
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, usage=argparse.SUPPRESS)  # errors: one line, no usage
-    parser.add_argument("draft_dir", type=Path, help="the small model's folder")
-    parser.add_argument("main_dir", type=Path, help="the model whose greedy text comes out")
-    parser.add_argument("prompt", nargs="?", default="Once upon a time, a little robot", help="text to continue")
-    parser.add_argument("--max-new-tokens", type=int, default=100, help="at most this many tokens, >= 1")
-    parser.add_argument("--device", default="CPU", help="CPU, GPU, NPU or AUTO for both models")
-    parser.add_argument("--f32", action="store_true", help="compute and cache in f32: exact parity with references")
+    # usage=SUPPRESS: a bad argument gives one line on stderr, not the usage text too.
+    parser = argparse.ArgumentParser(description=__doc__, usage=argparse.SUPPRESS)
+    parser.add_argument("draft_dir", type=Path, help="the small model that guesses")
+    parser.add_argument("main_dir", type=Path, help="the model whose text comes out")
+    parser.add_argument("prompt", nargs="?", default=DEFAULT_PROMPT)
+    parser.add_argument("--max-new-tokens", type=int, default=100, help=">= 1")
+    parser.add_argument("--device", default="CPU", help="CPU, GPU, NPU or AUTO")
+    parser.add_argument("--f32", action="store_true", help="exact, as the references")
     args = parser.parse_args()
-    if not args.prompt.strip() or args.max_new_tokens < 1:
-        parser.error("the prompt is empty" if args.max_new_tokens > 0 else "--max-new-tokens must be at least 1")
-    core = ov.Core()  # after `import openvino_tokenizers`, so that it can read the tokenizer IRs
-    draft, draft_detokenizer, draft_eos = load(core, args.draft_dir, 1, args, parser)
-    main, detokenizer, eos_token_id = load(core, args.main_dir, MAX_DRAFT + 1, args, parser)
-    # Guesses are worth checking only if the draft's ids mean the main model's: compare every id's text (U+FFFD aside).
-    every_id = np.arange(main.get_compiled_model().output("logits").partial_shape[2].get_length())[:, None]
-    vocabularies = [[text.replace("\ufffd", "") for text in d(every_id)[0]] for d in (draft_detokenizer, detokenizer)]
-    if draft_eos != eos_token_id or vocabularies[0] != vocabularies[1]:
-        parser.error(f"the tokenizers of {args.draft_dir} and {args.main_dir} differ: pick a draft of the same family")
-    tokenizer = core.compile_model(args.main_dir / "openvino_tokenizer.xml", "CPU")  # string ops: CPU only
-    prompt_ids = tokenizer([args.prompt])["input_ids"][0].tolist()
+    if not args.prompt.strip():
+        parser.error("the prompt is empty")
+    if args.max_new_tokens < 1:
+        parser.error("--max-new-tokens must be at least 1")
+
+    # Created after `import openvino_tokenizers`, so that it reads the tokenizers.
+    core = ov.Core()
+    draft_llm = read_llm_folder(core, parser, args.draft_dir)
+    main_llm = read_llm_folder(core, parser, args.main_dir)
+    keep_last_logits(draft_llm.model, 1)
+    keep_last_logits(main_llm.model, MAX_DRAFT + 1)  # the positions that are checked
+    draft = compile_llm(core, parser, draft_llm.model, args).create_infer_request()
+    main_compiled = compile_llm(core, parser, main_llm.model, args)
+    main = main_compiled.create_infer_request()
+    # Guesses are worth checking only if the draft's ids mean what the main model's do.
+    size = main_compiled.output("logits").partial_shape[2].get_length()
+    same_eos = draft_llm.eos_token_id == main_llm.eos_token_id
+    same_texts = vocabulary(draft_llm.detokenizer, size) == vocabulary(
+        main_llm.detokenizer, size
+    )
+    if not same_eos or not same_texts:
+        parser.error(
+            f"the tokenizers of {args.draft_dir} and {args.main_dir} differ: "
+            "pick a draft model of the same family"
+        )
+    prompt_ids = main_llm.tokenizer([args.prompt])["input_ids"][0].tolist()
 
     start = time.perf_counter()
-    infer(draft, prompt_ids, 0)  # both caches hold every token but the last: the prefill feeds the prompt to each
-    tokens, printed = prompt_ids + [int(infer(main, prompt_ids, 0)[-1].argmax())], ""
-    draft_cached, draft_size, main_calls, proposed, accepted = len(prompt_ids), 2, 1, 0, 0
+    # The prefill feeds the prompt to both: each cache holds every token but the last.
+    infer_logits(draft, prompt_ids, 0)
+    first_token = int(infer_logits(main, prompt_ids, 0)[-1].argmax())
+    tokens = prompt_ids + [first_token]
+    draft_cached = len(prompt_ids)  # the tokens in the draft's cache
+    draft_size = 2  # guesses per step: up by 2 while all hold, down by 1 otherwise
+    printed = ""  # the answer's text on stdout so far
+    main_inferences = 1
+    proposed = 0  # draft tokens made
+    accepted = 0  # draft tokens the main model agreed with
     while True:
-        new_ids = tokens[len(prompt_ids):][:args.max_new_tokens]
-        new_ids = new_ids[:new_ids.index(eos_token_id)] if eos_token_id in new_ids else new_ids
-        text = detokenizer(np.array([new_ids], dtype=np.int64))["string_output"][0]
-        if not text.endswith("\ufffd"):  # stream as greedy.py does: hold back a UTF-8 character cut in two
-            print(text[len(printed):], end="", flush=True)
-            printed = text
-        if len(new_ids) == args.max_new_tokens or eos_token_id in tokens[len(prompt_ids):]:
+        answer = tokens[len(prompt_ids) :]
+        ended = main_llm.eos_token_id in answer
+        if ended:
+            answer = answer[: answer.index(main_llm.eos_token_id)]
+        answer = answer[: args.max_new_tokens]  # several tokens may come at once
+        printed = stream(main_llm.detokenizer, answer, printed)
+        if ended or len(answer) == args.max_new_tokens:
             break
-        draft_ids = []  # the draft's greedy guesses, each fed back to it
-        for _ in range(min(draft_size, args.max_new_tokens - len(new_ids))):
-            draft_ids.append(int(infer(draft, (tokens + draft_ids)[draft_cached:], draft_cached)[-1].argmax()))
-            draft_cached = len(tokens) + len(draft_ids) - 1  # it has not seen its last guess
-        # One main inference on the last token and the guesses: its greedy choice after each of them.
-        choices = infer(main, tokens[-1:] + draft_ids, len(tokens) - 1)[-len(draft_ids) - 1:].argmax(-1).tolist()
-        agreed = next((i for i, guess in enumerate(draft_ids) if guess != choices[i]), len(draft_ids))
-        main_calls, proposed, accepted = main_calls + 1, proposed + len(draft_ids), accepted + agreed
-        tokens += draft_ids[:agreed] + [choices[agreed]]  # the agreed guesses, then the main model's own next token
-        trim_cache(main, len(tokens) - 1)  # rejected guesses left entries: keep every token but the (new) last
-        trim_cache(draft, draft_cached := min(draft_cached, len(tokens) - 1))
-        draft_size = min(draft_size + 2, MAX_DRAFT) if agreed == len(draft_ids) else max(draft_size - 1, 1)
-    print(text[len(printed):], flush=True)
-    print(f"{len(prompt_ids)} prompt tokens, {len(new_ids)} new tokens in {time.perf_counter() - start:.2f} s, "
-          f"{main_calls} main-model inferences, {accepted} of {proposed} draft tokens accepted", file=sys.stderr)
+        # The draft's greedy guesses, each fed back to it.
+        guesses = []
+        for _ in range(min(draft_size, args.max_new_tokens - len(answer))):
+            new_ids = (tokens + guesses)[draft_cached:]
+            logits = infer_logits(draft, new_ids, draft_cached)
+            guesses.append(int(logits[-1].argmax()))
+            draft_cached = len(tokens) + len(guesses) - 1  # not its last guess
+        agreed = verify(main, tokens, guesses)
+        main_inferences += 1
+        proposed += len(guesses)
+        accepted += agreed
+        # The draft's cache too keeps only what the main model accepted.
+        draft_cached = min(draft_cached, len(tokens) - 1)
+        trim_cache(draft, draft_cached)
+        if agreed == len(guesses):
+            draft_size = min(draft_size + 2, MAX_DRAFT)
+        else:
+            draft_size = max(draft_size - 1, 1)
+    print(decode(main_llm.detokenizer, answer)[len(printed) :], flush=True)
+    seconds = time.perf_counter() - start
+    print(
+        f"{len(prompt_ids)} prompt tokens, {len(answer)} new tokens "
+        f"in {seconds:.2f} s, {main_inferences} main-model inferences, "
+        f"{accepted} of {proposed} draft tokens accepted",
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":
     try:
         main()
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(130)  # Ctrl-C: the shell's code for an interrupt, and no traceback
