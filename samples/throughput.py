@@ -1,100 +1,229 @@
 #!/usr/bin/env python3
-"""Greedy generation for many prompts at once: the model compiled for throughput, several infer requests in flight
-(each with its own KV cache in its state), each taking the next prompt as soon as it finishes one. MODEL_DIR as for
-greedy.py; the prompts file holds one per line. Example: python samples/throughput.py --prompts p.txt --compare"""
+"""Greedy generation for many prompts at once with a stateful LLM IR: several infer
+requests in flight, each with its own KV cache in its state.
+
+The model is compiled for throughput: the device splits into streams, each running a
+request. A request's callback hands it back to the main thread when an inference
+ends, which starts its next step, or its next prompt once the current one is
+answered. Prints one answer per line, in the prompts' order (newlines written as \\n).
+MODEL_DIR holds openvino_model.xml, openvino_tokenizer.xml and openvino_detokenizer.xml,
+as `optimum-cli export openvino --task text-generation-with-past` writes them.
+Example: python samples/throughput.py --prompts prompts.txt --compare
+See also samples/continuous_batching.py: many sequences in each inference instead.
+"""
+
 import argparse
 import queue
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import openvino as ov
-import openvino_tokenizers  # noqa: F401  registers the string operations the tokenizer IRs are made of
+import openvino_tokenizers  # noqa: F401  registers the tokenizer IRs' string operations
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "SmolLM2-135M-Instruct"
-DEFAULT_PROMPTS = ["Once upon a time", "The capital of France is", "def quicksort(items):", "The Moon is", "In 1969,"]
-MODEL_INPUTS = {"input_ids", "attention_mask", "position_ids", "beam_idx"}  # beam_idx: only stateful IRs have it
-F32_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32", "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0"}
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models/SmolLM2-135M-Instruct"
+EXPORT_HINT = "run scripts/prepare_default_model.py, or optimum-cli export openvino"
+LLM_FILES = ("openvino_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml")
+# Only a stateful export (--task text-generation-with-past) has beam_idx: the KV
+# cache lives in the model's state; beam_idx says which cache row a batch row continues.
+LLM_INPUTS = {"input_ids", "attention_mask", "position_ids", "beam_idx"}
+# Compute and cache in f32, with no on-the-fly quantization of activations: the numbers
+# then equal the references' (the CPU's default may be bf16 with an f16 or u8 cache).
+F32_CONFIG = {
+    "INFERENCE_PRECISION_HINT": "f32",
+    "KV_CACHE_PRECISION": "f32",
+    "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0",
+}
+DEFAULT_PROMPTS = [
+    "Once upon a time",
+    "The capital of France is",
+    "def quicksort(items):",
+    "The Moon is",
+    "In 1969,",
+]
 
 
-def feed(request: ov.InferRequest, new_ids: list[int], length: int) -> None:
-    """Start an inference on new_ids, the last of `length` tokens (the others are in this request's KV cache)."""
-    request.start_async({"input_ids": np.array([new_ids]), "attention_mask": np.ones((1, length), dtype=np.int64),
-                         "position_ids": np.arange(length - len(new_ids), length)[None],
-                         "beam_idx": np.zeros(1, dtype=np.int32)})
+class LLMFolder(NamedTuple):
+    model: ov.Model  # the LLM, read but not compiled: it can still be edited
+    tokenizer: ov.CompiledModel  # [text] -> input_ids (1, tokens)
+    detokenizer: ov.CompiledModel  # token ids (1, tokens) -> [text]
+    eos_token_id: int  # the token that ends an answer
 
 
-def generate_all(requests: list, prompts: list[list[int]], max_new_tokens: int, eos_token_id: int) -> list[list[int]]:
-    """Greedy new tokens for every prompt, all requests kept busy while prompts remain."""
-    finished, answers, jobs, done = queue.Queue(), [[] for _ in prompts], [None] * len(requests), 0
+def last_line(error: Exception) -> str:
+    """OpenVINO's messages end with the line that says what is wrong."""
+    return str(error).strip().splitlines()[-1]
+
+
+def read_llm_folder(core: ov.Core, parser, model_dir: Path) -> LLMFolder:
+    """The folder's LLM, tokenizer and detokenizer; an unfit folder exits (code 2)."""
+    for name in LLM_FILES:
+        if not (model_dir / name).is_file():
+            parser.error(f"no {model_dir / name}: {EXPORT_HINT}")
+    try:
+        model = core.read_model(model_dir / "openvino_model.xml")
+        tokenizer = core.read_model(model_dir / "openvino_tokenizer.xml")
+        # The string operations run on the CPU only, whatever --device says.
+        compiled_tokenizer = core.compile_model(tokenizer, "CPU")
+        detokenizer = core.compile_model(model_dir / "openvino_detokenizer.xml", "CPU")
+    except RuntimeError as error:
+        parser.error(f"cannot read {model_dir}: {last_line(error)}")
+    input_names = {name for port in model.inputs for name in port.names}
+    if not LLM_INPUTS <= input_names:
+        parser.error(f"{model_dir} holds no stateful LLM: {EXPORT_HINT}")
+    rt_info = tokenizer.get_rt_info()
+    if "eos_token_id" not in rt_info:
+        parser.error(f"{model_dir}: the tokenizer's rt_info has no eos_token_id")
+    eos_token_id = rt_info["eos_token_id"].astype(int)
+    return LLMFolder(model, compiled_tokenizer, detokenizer, eos_token_id)
+
+
+def keep_last_logits(model: ov.Model, positions: int) -> None:
+    """Compute logits (batch, positions, vocab) for the last positions only.
+
+    The LM head multiplies each position's hidden state by a (vocab, hidden) matrix, so
+    a long prompt would cost (prompt_len, vocab) logits that nobody reads. Slicing its
+    input before compiling removes that work. Another head (no MatMul) is left as is."""
+    lm_head = model.output("logits").get_node().input_value(0).get_node()
+    if lm_head.get_type_name() != "MatMul":
+        return
+    hidden = lm_head.input_value(0)  # (batch, seq_len, hidden)
+    end = np.iinfo(np.int64).max
+    last = ov.opset13.slice(hidden, [-positions], [end], [1], axes=[1])
+    lm_head.input(0).replace_source_output(last.output(0))
+
+
+def compile_for_throughput(core: ov.Core, parser, model: ov.Model, args):
+    """The LLM compiled for many requests at once; an unfit device exits (code 2)."""
+    config = {"PERFORMANCE_HINT": "THROUGHPUT"}
+    if args.device.startswith("AUTO"):
+        config = {"PERFORMANCE_HINT": "CUMULATIVE_THROUGHPUT"}  # spread over devices
+    if args.f32:
+        config.update(F32_CONFIG)
+    try:
+        return core.compile_model(model, args.device, config)
+    except RuntimeError as error:
+        parser.error(f"cannot compile for --device {args.device}: {last_line(error)}")
+
+
+def llm_inputs(new_ids: list[int], cached: int) -> dict[str, np.ndarray]:
+    """Inputs that feed new_ids after the `cached` tokens that the KV cache holds."""
+    length = cached + len(new_ids)
+    return {
+        "input_ids": np.array([new_ids], dtype=np.int64),  # (1, new tokens)
+        "attention_mask": np.ones((1, length), dtype=np.int64),
+        "position_ids": np.arange(cached, length, dtype=np.int64)[None],
+        "beam_idx": np.zeros(1, dtype=np.int32),  # batch row 0 continues cache row 0
+    }
+
+
+def decode(detokenizer: ov.CompiledModel, tokens: list[int]) -> str:
+    """The text of some token ids."""
+    return str(detokenizer(np.array([tokens], dtype=np.int64))["string_output"][0])
+
+
+def read_prompts(parser, prompts_file) -> list[str]:
+    """The file's lines that are not blank, or DEFAULT_PROMPTS without a file."""
+    if prompts_file is None:
+        return DEFAULT_PROMPTS
+    prompts = [line.rstrip("\n") for line in prompts_file if line.strip()]
+    if not prompts:
+        parser.error("--prompts holds no prompt")
+    return prompts
+
+
+def generate_with_requests(
+    requests: list[ov.InferRequest],
+    prompts: list[list[int]],
+    max_new_tokens: int,
+    eos_token_id: int,
+) -> list[list[int]]:
+    """Greedy answers to every prompt, the requests kept busy while prompts remain."""
+    answers = [[] for _ in prompts]
+    working_on = [None] * len(requests)  # the prompt index each request answers
     waiting = iter(range(len(prompts)))  # the prompts no request has taken yet
+    answered = 0
+    ended = queue.Queue()  # the requests whose inference has ended
     for index, request in enumerate(requests):
-        request.set_callback(finished.put, index)  # OpenVINO's thread calls it when the request's inference ends
-        finished.put(index)  # and at first every request is free
-    while done < len(prompts):
-        index = finished.get()  # the next request to end an inference, whichever it is
-        if jobs[index] is not None:  # it was working on a prompt: take its next token
-            token, answer = int(requests[index].get_tensor("logits").data[0, -1].argmax()), answers[jobs[index]]
-            answer += [token] if token != eos_token_id else []
+        # OpenVINO's own thread calls it when the request's inference ends.
+        request.set_callback(ended.put, index)
+        ended.put(index)  # at first, every request is free
+    while answered < len(prompts):
+        index = ended.get()  # whichever request ends first
+        request = requests[index]
+        prompt_index = working_on[index]
+        if prompt_index is not None:
+            answer = answers[prompt_index]
+            token = int(request.get_tensor("logits").data[0, -1].argmax())
+            if token != eos_token_id:
+                answer.append(token)
             if token != eos_token_id and len(answer) < max_new_tokens:
-                feed(requests[index], [token], len(prompts[jobs[index]]) + len(answer))
+                cached = len(prompts[prompt_index]) + len(answer) - 1
+                request.start_async(llm_inputs([token], cached))
                 continue
-            done += 1
-        jobs[index] = next(waiting, None)
-        if jobs[index] is not None:
-            requests[index].reset_state()  # a fresh KV cache for the new prompt, which goes in whole
-            feed(requests[index], prompts[jobs[index]], len(prompts[jobs[index]]))
+            answered += 1
+        # The request is free: it takes the next prompt, with an empty KV cache.
+        working_on[index] = next(waiting, None)
+        if working_on[index] is not None:
+            request.reset_state()
+            request.start_async(llm_inputs(prompts[working_on[index]], 0))
     return answers
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, usage=argparse.SUPPRESS)  # errors: one line, no usage
-    parser.add_argument("model_dir", nargs="?", type=Path, default=DEFAULT_MODEL_DIR, help="model folder")
-    parser.add_argument("--prompts", type=argparse.FileType(encoding="utf-8"), help="a text file, a prompt per line")
-    parser.add_argument("--max-new-tokens", type=int, default=100, help="at most this many tokens per prompt, >= 1")
-    parser.add_argument("--requests", type=int, help="infer requests in flight (default: the device's optimum)")
-    parser.add_argument("--compare", action="store_true", help="run once more with one request, and compare")
-    parser.add_argument("--device", default="CPU", help="CPU, GPU, NPU, or AUTO (cumulative throughput) for the LLM")
-    parser.add_argument("--f32", action="store_true", help="compute and cache in f32: exact parity with references")
+    # usage=SUPPRESS: a bad argument gives one line on stderr, not the usage text too.
+    parser = argparse.ArgumentParser(description=__doc__, usage=argparse.SUPPRESS)
+    parser.add_argument("model_dir", nargs="?", type=Path, default=DEFAULT_MODEL_DIR)
+    prompts_file = argparse.FileType(encoding="utf-8")
+    parser.add_argument("--prompts", type=prompts_file, help="a prompt per line")
+    parser.add_argument("--max-new-tokens", type=int, default=100, help=">= 1")
+    parser.add_argument("--requests", type=int, help="default: the device's optimum")
+    parser.add_argument("--compare", action="store_true", help="then with 1 request")
+    parser.add_argument("--device", default="CPU", help="CPU, GPU, NPU or AUTO")
+    parser.add_argument("--f32", action="store_true", help="exact, as the references")
     args = parser.parse_args()
-    for name in ("openvino_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml"):
-        if not (args.model_dir / name).is_file():
-            parser.error(f"no {args.model_dir / name}: run scripts/prepare_default_model.py or optimum-cli export")
-    prompts = [line.rstrip("\n") for line in args.prompts if line.strip()] if args.prompts else DEFAULT_PROMPTS
-    if not prompts or args.max_new_tokens < 1 or (args.requests is not None and args.requests < 1):
-        parser.error("--prompts holds no prompt" if not prompts else "--max-new-tokens and --requests must be >= 1")
-    core = ov.Core()  # after `import openvino_tokenizers`, so that it can read the tokenizer IRs
-    rt_info = core.read_model(args.model_dir / "openvino_tokenizer.xml").get_rt_info()
-    model = core.read_model(args.model_dir / "openvino_model.xml")
-    if not MODEL_INPUTS <= {name for port in model.inputs for name in port.names} or "eos_token_id" not in rt_info:
-        parser.error(f"{args.model_dir} needs a stateful LLM and an EOS id (--task text-generation-with-past)")
-    lm_head = model.output("logits").get_node().input_value(0).get_node()
-    if lm_head.get_type_name() == "MatMul":  # logits for the last position only, as greedy.py explains
-        last = ov.opset13.slice(lm_head.input_value(0), [-1], [np.iinfo(np.int64).max], [1], axes=[1])
-        lm_head.input(0).replace_source_output(last.output(0))
-    hint = "CUMULATIVE_THROUGHPUT" if args.device.startswith("AUTO") else "THROUGHPUT"  # streams: AUTO, all devices
-    try:  # the device splits into streams, each running a request
-        compiled = core.compile_model(model, args.device, {"PERFORMANCE_HINT": hint} | (F32_CONFIG if args.f32 else {}))
-    except RuntimeError as error:
-        parser.error(f"cannot compile for --device {args.device}: {str(error).strip().splitlines()[-1]}")
-    tokenizer = core.compile_model(args.model_dir / "openvino_tokenizer.xml", "CPU")  # string ops: CPU only
-    detokenizer = core.compile_model(args.model_dir / "openvino_detokenizer.xml", "CPU")
-    prompt_ids = [tokenizer([prompt])["input_ids"][0].tolist() for prompt in prompts]  # one at a time: no padding
+    prompts = read_prompts(parser, args.prompts)
+    if args.max_new_tokens < 1:
+        parser.error("--max-new-tokens must be at least 1")
+    if args.requests is not None and args.requests < 1:
+        parser.error("--requests must be at least 1")
 
-    for count in [args.requests or compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")] + [1] * args.compare:
+    # Created after `import openvino_tokenizers`, so that it reads the tokenizers.
+    core = ov.Core()
+    llm = read_llm_folder(core, parser, args.model_dir)
+    keep_last_logits(llm.model, 1)
+    compiled = compile_for_throughput(core, parser, llm.model, args)
+    # One prompt a call: a batch would be padded to its longest prompt.
+    prompt_ids = []
+    for prompt in prompts:
+        prompt_ids.append(llm.tokenizer([prompt])["input_ids"][0].tolist())
+
+    counts = [
+        args.requests or compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")
+    ]
+    if args.compare:
+        counts.append(1)
+    for count in counts:
+        requests = [compiled.create_infer_request() for _ in range(count)]
         start = time.perf_counter()
-        answers = generate_all([compiled.create_infer_request() for _ in range(count)], prompt_ids,
-                               args.max_new_tokens, rt_info["eos_token_id"].astype(int))
-        seconds, tokens = time.perf_counter() - start, sum(map(len, answers))
-        print(f"{len(prompts)} prompts, {tokens} new tokens in {seconds:.2f} s with {count} requests: "
-              f"{tokens / seconds:.1f} tokens/s", file=sys.stderr)
-    for answer in answers:  # one line per prompt, in the prompts' order; newlines written as \n
-        print(detokenizer(np.array([answer], dtype=np.int64))["string_output"][0].replace("\n", "\\n"))
+        answers = generate_with_requests(
+            requests, prompt_ids, args.max_new_tokens, llm.eos_token_id
+        )
+        seconds = time.perf_counter() - start
+        tokens = sum(len(answer) for answer in answers)
+        print(
+            f"{len(prompts)} prompts, {tokens} new tokens in {seconds:.2f} s "
+            f"with {count} requests: {tokens / seconds:.1f} tokens/s",
+            file=sys.stderr,
+        )
+    for answer in answers:  # one line per prompt, in the prompts' order
+        print(decode(llm.detokenizer, answer).replace("\n", "\\n"))
 
 
 if __name__ == "__main__":
     try:
         main()
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(130)  # Ctrl-C: the shell's code for an interrupt, and no traceback
