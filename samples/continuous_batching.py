@@ -1,100 +1,267 @@
 #!/usr/bin/env python3
-"""Greedy generation for many prompts by continuous batching: one inference advances every sequence in flight (a new
-one by its whole prompt, the others by one token), and a finished sequence's place goes to the next prompt at once.
-The KV cache is paged as in paged_attention.py. Example: python samples/continuous_batching.py --prompts prompts.txt"""
+"""Greedy generation for many prompts by continuous batching on a paged KV cache.
+
+One inference advances every sequence in flight: a new one by its whole prompt, the
+others by one token. A finished sequence's place goes to the next prompt at once. The
+stateful LLM IR is rewritten at load time so that its keys and values live in blocks
+of cache tensors this program owns (inputs key_cache.N and value_cache.N): each place
+in the batch owns a fixed run of blocks. Prints one answer per line, in the prompts'
+order (newlines written as \\n).
+MODEL_DIR holds openvino_model.xml, openvino_tokenizer.xml and openvino_detokenizer.xml,
+as `optimum-cli export openvino --task text-generation-with-past` writes them.
+Example: python samples/continuous_batching.py --prompts prompts.txt
+See also samples/paged_attention.py: one sequence on the paged cache, streamed.
+"""
+
 import argparse
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import openvino as ov
-import openvino_tokenizers  # noqa: F401  registers the string operations the tokenizer IRs are made of
-from openvino._offline_transformations import paged_attention_transformation  # what genai and optimum-intel use
+import openvino_tokenizers  # noqa: F401  registers the tokenizer IRs' string operations
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "SmolLM2-135M-Instruct"
-DEFAULT_PROMPTS = ["Once upon a time", "The capital of France is", "def quicksort(items):", "The Moon is", "In 1969,"]
-F32_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32", "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0"}
+# The graph rewrite that openvino_genai and optimum-intel use.
+from openvino._offline_transformations import paged_attention_transformation
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models/SmolLM2-135M-Instruct"
+EXPORT_HINT = "run scripts/prepare_default_model.py, or optimum-cli export openvino"
+LLM_FILES = ("openvino_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml")
+# Only a stateful export (--task text-generation-with-past) has beam_idx: the KV
+# cache lives in the model's state; beam_idx says which cache row a batch row continues.
+LLM_INPUTS = {"input_ids", "attention_mask", "position_ids", "beam_idx"}
+# Compute and cache in f32, with no on-the-fly quantization of activations: the numbers
+# then equal the references' (the CPU's default may be bf16 with an f16 or u8 cache).
+F32_CONFIG = {
+    "INFERENCE_PRECISION_HINT": "f32",
+    "KV_CACHE_PRECISION": "f32",
+    "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0",
+}
+DEFAULT_PROMPTS = [
+    "Once upon a time",
+    "The capital of France is",
+    "def quicksort(items):",
+    "The Moon is",
+    "In 1969,",
+]
 
 
-def generate_all(request: ov.InferRequest, prompts: list[list[int]], max_new_tokens: int, eos_token_id: int,
-                 block_table: np.ndarray) -> list[list[int]]:
-    """Greedy new tokens for every prompt; block_table[place] lists the cache blocks of a place for a sequence."""
-    answers, waiting, running = [[] for _ in prompts], iter(range(len(prompts))), {}  # place: [prompt, feed, cached]
+@dataclass
+class SequenceInFlight:
+    prompt_index: int  # the prompt it answers
+    new_ids: list[int]  # what the next inference feeds: the prompt, then one token
+    cached: int  # the tokens in its cache blocks
+
+
+class LLMFolder(NamedTuple):
+    model: ov.Model  # the LLM, read but not compiled: it can still be edited
+    tokenizer: ov.CompiledModel  # [text] -> input_ids (1, tokens)
+    detokenizer: ov.CompiledModel  # token ids (1, tokens) -> [text]
+    eos_token_id: int  # the token that ends an answer
+
+
+def last_line(error: Exception) -> str:
+    """OpenVINO's messages end with the line that says what is wrong."""
+    return str(error).strip().splitlines()[-1]
+
+
+def read_llm_folder(core: ov.Core, parser, model_dir: Path) -> LLMFolder:
+    """The folder's LLM, tokenizer and detokenizer; an unfit folder exits (code 2)."""
+    for name in LLM_FILES:
+        if not (model_dir / name).is_file():
+            parser.error(f"no {model_dir / name}: {EXPORT_HINT}")
+    try:
+        model = core.read_model(model_dir / "openvino_model.xml")
+        tokenizer = core.read_model(model_dir / "openvino_tokenizer.xml")
+        # The string operations run on the CPU only, whatever --device says.
+        compiled_tokenizer = core.compile_model(tokenizer, "CPU")
+        detokenizer = core.compile_model(model_dir / "openvino_detokenizer.xml", "CPU")
+    except RuntimeError as error:
+        parser.error(f"cannot read {model_dir}: {last_line(error)}")
+    input_names = {name for port in model.inputs for name in port.names}
+    if not LLM_INPUTS <= input_names:
+        parser.error(f"{model_dir} holds no stateful LLM: {EXPORT_HINT}")
+    rt_info = tokenizer.get_rt_info()
+    if "eos_token_id" not in rt_info:
+        parser.error(f"{model_dir}: the tokenizer's rt_info has no eos_token_id")
+    eos_token_id = rt_info["eos_token_id"].astype(int)
+    return LLMFolder(model, compiled_tokenizer, detokenizer, eos_token_id)
+
+
+def add_last_positions_input(model: ov.Model) -> None:
+    """A new input, last_positions: the tokens whose logits to compute, one a sequence.
+
+    After the paged rewrite the tokens of all sequences lie along axis 0. Gathering each
+    sequence's last one before the LM head gives logits (sequences, 1, vocab), and
+    spares every prompt's (prompt_len, vocab) logits that nobody reads."""
+    last_positions = ov.opset13.parameter([-1], ov.Type.i64, name="last_positions")
+    last_positions.output(0).set_names({"last_positions"})
+    lm_head = model.output("logits").get_node().input_value(0).get_node()
+    gathered = ov.opset13.gather(lm_head.input_value(0), last_positions, 0)
+    lm_head.input(0).replace_source_output(gathered.output(0))
+    model.add_parameters([last_positions])
+
+
+def compile_llm(core: ov.Core, parser, model: ov.Model, args) -> ov.CompiledModel:
+    """The LLM compiled for --device (and --f32); an unfit device exits (code 2)."""
+    try:
+        return core.compile_model(model, args.device, F32_CONFIG if args.f32 else {})
+    except RuntimeError as error:
+        parser.error(f"cannot compile for --device {args.device}: {last_line(error)}")
+
+
+def allocate_cache_blocks(compiled, request: ov.InferRequest, blocks: int) -> None:
+    """Give each key_cache.N and value_cache.N input a tensor of `blocks` cache blocks.
+
+    The plugin chose each cache's precision and layout at compile time: (blocks,
+    kv_heads, block_size, head_size), a u8 cache's axes longer by its scales. Only the
+    number of blocks is ours to choose."""
+    for port in compiled.inputs:
+        if port.any_name.startswith(("key_cache.", "value_cache.")):
+            shape = [blocks, *port.partial_shape.get_min_shape()[1:]]
+            request.set_tensor(port, ov.Tensor(port.element_type, shape))
+
+
+def decode(detokenizer: ov.CompiledModel, tokens: list[int]) -> str:
+    """The text of some token ids."""
+    return str(detokenizer(np.array([tokens], dtype=np.int64))["string_output"][0])
+
+
+def read_prompts(parser, prompts_file) -> list[str]:
+    """The file's lines that are not blank, or DEFAULT_PROMPTS without a file."""
+    if prompts_file is None:
+        return DEFAULT_PROMPTS
+    prompts = [line.rstrip("\n") for line in prompts_file if line.strip()]
+    if not prompts:
+        parser.error("--prompts holds no prompt")
+    return prompts
+
+
+def generate_in_batches(
+    request: ov.InferRequest,
+    prompts: list[list[int]],
+    max_new_tokens: int,
+    eos_token_id: int,
+    block_table: np.ndarray,
+) -> list[list[int]]:
+    """Greedy answers to every prompt; block_table[place] lists its cache blocks."""
+    answers = [[] for _ in prompts]
+    waiting = iter(range(len(prompts)))  # the prompts not started yet
+    running = {}  # place: SequenceInFlight
     while True:
-        for place, index in zip(set(range(len(block_table))) - set(running), waiting):  # free places, next prompts
-            running[place] = [index, prompts[index], 0]  # the place's blocks are overwritten from position 0
+        # Free places take the next prompts; their blocks are written from position 0.
+        for place in range(len(block_table)):
+            if place not in running:
+                prompt_index = next(waiting, None)
+                if prompt_index is None:
+                    break
+                running[place] = SequenceInFlight(
+                    prompt_index, prompts[prompt_index], 0
+                )
         if not running:
             return answers
-        feeds, cached = [job[1] for job in running.values()], [job[2] for job in running.values()]
-        begins = np.cumsum([0] + [len(feed) for feed in feeds])  # the sequences lie one after another on axis 0
-        request.infer({"input_ids": np.concatenate(feeds).astype(np.int64),
-                       "position_ids": np.concatenate([np.arange(n, n + len(f)) for n, f in zip(cached, feeds)]),
-                       "past_lens": np.array(cached, dtype=np.int32), "subsequence_begins": begins.astype(np.int32),
-                       "max_context_len": np.array(max(begins[1:] - begins[:-1] + cached), dtype=np.int32),
-                       "block_indices": block_table[list(running)].ravel(),  # each sequence's blocks, in order
-                       "block_indices_begins": np.arange(len(running) + 1, dtype=np.int32) * block_table.shape[1],
-                       "last_positions": begins[1:] - 1})
-        next_tokens = request.get_tensor("logits").data[:, -1].argmax(axis=-1)  # one row per sequence
-        for (place, (index, feed, past)), token in zip(list(running.items()), next_tokens.tolist()):
-            answers[index] += [token] if token != eos_token_id else []
-            running[place] = [index, [token], past + len(feed)]  # the token goes in next, unless the answer is done
-            if token == eos_token_id or len(answers[index]) == max_new_tokens:
+
+        sequences = list(running.values())
+        # The sequences' new tokens lie one after another along axis 0.
+        lengths = [len(sequence.new_ids) for sequence in sequences]
+        begins = np.cumsum([0] + lengths)
+        positions = []
+        for sequence in sequences:
+            end = sequence.cached + len(sequence.new_ids)
+            positions.append(np.arange(sequence.cached, end))
+        past_lens = np.array([sequence.cached for sequence in sequences])
+        blocks_per_place = block_table.shape[1]
+        request.infer(
+            {
+                "input_ids": np.concatenate([s.new_ids for s in sequences]),
+                "position_ids": np.concatenate(positions),
+                "past_lens": past_lens.astype(np.int32),  # tokens already cached
+                "subsequence_begins": begins.astype(np.int32),
+                "max_context_len": np.array(max(past_lens + lengths), np.int32),
+                # Each sequence's blocks, in order, found from block_indices_begins.
+                "block_indices": block_table[list(running)].ravel(),
+                "block_indices_begins": (
+                    np.arange(len(running) + 1, dtype=np.int32) * blocks_per_place
+                ),
+                "last_positions": begins[1:] - 1,  # each sequence's last token
+            }
+        )
+        next_tokens = request.get_tensor("logits").data[:, -1].argmax(axis=-1)
+
+        for place, token in zip(list(running), next_tokens.tolist()):
+            sequence = running[place]
+            answer = answers[sequence.prompt_index]
+            if token != eos_token_id:
+                answer.append(token)
+            sequence.cached += len(sequence.new_ids)
+            sequence.new_ids = [token]  # the token goes in next, unless the answer ends
+            if token == eos_token_id or len(answer) == max_new_tokens:
                 del running[place]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, usage=argparse.SUPPRESS)  # errors: one line, no usage
-    parser.add_argument("model_dir", nargs="?", type=Path, default=DEFAULT_MODEL_DIR, help="model folder")
-    parser.add_argument("--prompts", type=argparse.FileType(encoding="utf-8"), help="a text file, a prompt per line")
-    parser.add_argument("--max-new-tokens", type=int, default=100, help="at most this many tokens per prompt, >= 1")
-    parser.add_argument("--max-sequences", type=int, default=32, help="sequences in one inference at most, >= 1")
-    parser.add_argument("--device", default="CPU", help="CPU or GPU for the LLM (tested on CPU)")
-    parser.add_argument("--f32", action="store_true", help="compute and cache in f32: exact parity with references")
+    # usage=SUPPRESS: a bad argument gives one line on stderr, not the usage text too.
+    parser = argparse.ArgumentParser(description=__doc__, usage=argparse.SUPPRESS)
+    parser.add_argument("model_dir", nargs="?", type=Path, default=DEFAULT_MODEL_DIR)
+    prompts_file = argparse.FileType(encoding="utf-8")
+    parser.add_argument("--prompts", type=prompts_file, help="a prompt per line")
+    parser.add_argument("--max-new-tokens", type=int, default=100, help=">= 1")
+    parser.add_argument(
+        "--max-sequences", type=int, default=32, help="in a batch, >= 1"
+    )
+    parser.add_argument("--device", default="CPU", help="CPU or GPU (tested on CPU)")
+    parser.add_argument("--f32", action="store_true", help="exact, as the references")
     args = parser.parse_args()
-    for name in ("openvino_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml"):
-        if not (args.model_dir / name).is_file():
-            parser.error(f"no {args.model_dir / name}: run scripts/prepare_default_model.py or optimum-cli export")
-    prompts = [line.rstrip("\n") for line in args.prompts if line.strip()] if args.prompts else DEFAULT_PROMPTS
-    if not prompts or min(args.max_new_tokens, args.max_sequences) < 1:
-        parser.error("--prompts holds no prompt" if prompts == [] else "--max-new-tokens, --max-sequences: >= 1")
+    prompts = read_prompts(parser, args.prompts)
+    if args.max_new_tokens < 1:
+        parser.error("--max-new-tokens must be at least 1")
+    if args.max_sequences < 1:
+        parser.error("--max-sequences must be at least 1")
+
+    # Created after `import openvino_tokenizers`, so that it reads the tokenizers.
     core = ov.Core()
-    rt_info = core.read_model(args.model_dir / "openvino_tokenizer.xml").get_rt_info()
-    model = core.read_model(args.model_dir / "openvino_model.xml")
-    if "beam_idx" not in {name for port in model.inputs for name in port.names} or "eos_token_id" not in rt_info:
-        parser.error(f"{args.model_dir} needs a stateful LLM and an eos_token_id (--task text-generation-with-past)")
-    paged_attention_transformation(model)
-    last_positions = ov.opset13.parameter([-1], ov.Type.i64, name="last_positions")  # where each sequence ends:
-    last_positions.output(0).set_names({"last_positions"})  # only those rows reach the LM head (see greedy.py)
-    lm_head = model.output("logits").get_node().input_value(0).get_node()
-    lm_head.input(0).replace_source_output(ov.opset13.gather(lm_head.input_value(0), last_positions, 0).output(0))
-    model.add_parameters([last_positions])
-    try:  # one stream on all cores: the batch, not parallel requests, keeps them busy
-        compiled = core.compile_model(model, args.device, F32_CONFIG if args.f32 else {})
-    except RuntimeError as error:
-        parser.error(f"cannot compile for --device {args.device}: {str(error).strip().splitlines()[-1]}")
-    tokenizer = core.compile_model(args.model_dir / "openvino_tokenizer.xml", "CPU")  # string ops: CPU only
-    detokenizer = core.compile_model(args.model_dir / "openvino_detokenizer.xml", "CPU")
-    prompt_ids = [tokenizer([prompt])["input_ids"][0].tolist() for prompt in prompts]  # one at a time: no padding
-    # Each place (a sequence in flight) owns blocks for the longest prompt and its answer (see paged_attention.py).
-    places, block_size = min(args.max_sequences, len(prompts)), compiled.input("value_cache.0").partial_shape[2]
-    blocks_per_place = -(-(max(map(len, prompt_ids)) + args.max_new_tokens) // block_size.get_length())
-    block_table = np.arange(places * blocks_per_place, dtype=np.int32).reshape(places, blocks_per_place)
+    llm = read_llm_folder(core, parser, args.model_dir)
+    # Now input_ids is (tokens,) and logits (tokens, 1, vocab), for all sequences.
+    paged_attention_transformation(llm.model)
+    add_last_positions_input(llm.model)
+    # One stream on all cores: the batch, not parallel requests, keeps them busy.
+    compiled = compile_llm(core, parser, llm.model, args)
+    # One prompt a call: a batch would be padded to its longest prompt.
+    prompt_ids = []
+    for prompt in prompts:
+        prompt_ids.append(llm.tokenizer([prompt])["input_ids"][0].tolist())
+
+    # Each place owns enough blocks for the longest prompt and its answer; the value
+    # cache's block axis is the block size (a u8 key cache may add its scales to it).
+    places = min(args.max_sequences, len(prompts))
+    block_size = compiled.input("value_cache.0").partial_shape[2].get_length()
+    longest = max(len(ids) for ids in prompt_ids) + args.max_new_tokens
+    blocks_per_place = -(-longest // block_size)  # rounded up
+    block_table = np.arange(places * blocks_per_place, dtype=np.int32)
+    block_table = block_table.reshape(places, blocks_per_place)
     request = compiled.create_infer_request()
-    for port in (port for port in compiled.inputs if port.any_name.startswith(("key_cache.", "value_cache."))):
-        shape = [block_table.size, *port.partial_shape.get_min_shape()[1:]]  # the plugin's layout, our block count
-        request.set_tensor(port, ov.Tensor(port.element_type, shape))
+    allocate_cache_blocks(compiled, request, block_table.size)
+
     start = time.perf_counter()
-    answers = generate_all(request, prompt_ids, args.max_new_tokens, rt_info["eos_token_id"].astype(int), block_table)
-    tokens, seconds = sum(map(len, answers)), time.perf_counter() - start
-    print(f"{len(prompts)} prompts, {tokens} new tokens in {seconds:.1f} s: {tokens / seconds:.1f} tokens/s",
-          file=sys.stderr)
-    for answer in answers:  # one line per prompt, in the prompts' order; newlines written as \n
-        print(detokenizer(np.array([answer], dtype=np.int64))["string_output"][0].replace("\n", "\\n"))
+    answers = generate_in_batches(
+        request, prompt_ids, args.max_new_tokens, llm.eos_token_id, block_table
+    )
+    seconds = time.perf_counter() - start
+    tokens = sum(len(answer) for answer in answers)
+    print(
+        f"{len(prompts)} prompts, {tokens} new tokens in {seconds:.1f} s: "
+        f"{tokens / seconds:.1f} tokens/s",
+        file=sys.stderr,
+    )
+    for answer in answers:  # one line per prompt, in the prompts' order
+        print(decode(llm.detokenizer, answer).replace("\n", "\\n"))
 
 
 if __name__ == "__main__":
     try:
         main()
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(130)  # Ctrl-C: the shell's code for an interrupt, and no traceback

@@ -163,9 +163,8 @@ def main() -> None:
     # Created after `import openvino_tokenizers`, so that it reads the tokenizers.
     core = ov.Core()
     llm = read_llm_folder(core, parser, args.model_dir)
-    paged_attention_transformation(
-        llm.model
-    )  # input_ids (tokens,), logits (tokens, 1, vocab)
+    # Now input_ids is (tokens,) and logits (tokens, 1, vocab), for all sequences.
+    paged_attention_transformation(llm.model)
     keep_last_token_logits(llm.model)
     compiled = compile_llm(core, parser, llm.model, args)
     request = compiled.create_infer_request()
