@@ -1,100 +1,262 @@
 #!/usr/bin/env python3
-"""Text to image with a Stable Diffusion 1.x/2.x IR folder (`optimum-cli export openvino --task stable-diffusion`
-writes one): CLIP text encoder, UNet with classifier-free guidance, diffusers' Euler scheduler in numpy, VAE, PNG.
-Example: python samples/stable_diffusion.py models/sd-1.5 "a lighthouse at sunset, oil painting" --output out.png"""
+"""Text to image with a Stable Diffusion 1.x/2.x IR folder, written as a PNG.
+
+The CLIP text encoder reads the prompt, the UNet predicts the noise in the latents
+with classifier-free guidance, diffusers' Euler scheduler (in numpy) removes it step by
+step, and the VAE decoder turns the latents into pixels. The PNG is written with the
+standard library.
+MODEL_DIR is what `optimum-cli export openvino --task stable-diffusion` writes.
+Example: python samples/stable_diffusion.py models/sd-1.5 "a lighthouse at sunset"
+See also samples/lcm.py: a Latent Consistency Model, in a few steps.
+"""
+
 import argparse
 import json
-import signal
 import struct
 import sys
 import time
 import zlib
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import openvino as ov
-import openvino_tokenizers  # noqa: F401  registers the string operations the tokenizer IR is made of
+import openvino_tokenizers  # noqa: F401  registers the tokenizer IR's string operations
 
-TEXT_POSITIONS = 77  # CLIP's context: every prompt is padded or truncated to it
-FILES = ("tokenizer/openvino_tokenizer.xml", "text_encoder/openvino_model.xml", "unet/openvino_model.xml",
-         "vae_decoder/openvino_model.xml", "scheduler/scheduler_config.json")
+DEFAULT_PROMPT = "a lighthouse on a cliff at sunset, oil painting"
+EXPORT_HINT = "export one with optimum-cli export openvino --task stable-diffusion"
+IMAGE_FILES = (
+    "tokenizer/openvino_tokenizer.xml",
+    "text_encoder/openvino_model.xml",
+    "unet/openvino_model.xml",
+    "vae_decoder/openvino_model.xml",
+    "scheduler/scheduler_config.json",
+)
+TEXT_POSITIONS = 77  # CLIP's context: every prompt is padded or cut to it
+VAE_SCALING_FACTOR = 0.18215  # SD 1.x and 2.x scaled their latents by it
+
+
+class ImageModels(NamedTuple):
+    tokenizer: ov.Model  # [text] -> input_ids (1, tokens)
+    text_encoder: ov.Model  # input_ids (batch, 77) -> (batch, 77, hidden)
+    unet: ov.Model  # latents, timestep, text embeddings -> noise (or v)
+    vae_decoder: ov.Model  # latents (1, 4, h / 8, w / 8) -> image (1, 3, h, w)
+
+
+def check_image_folder(parser, model_dir: Path) -> None:
+    """Exit (code 2) where the folder lacks one of IMAGE_FILES."""
+    for name in IMAGE_FILES:
+        if not (model_dir / name).is_file():
+            parser.error(f"no {model_dir / name}: {EXPORT_HINT}")
+
+
+def last_line(error: Exception) -> str:
+    """OpenVINO's messages end with the line that says what is wrong."""
+    return str(error).strip().splitlines()[-1]
+
+
+def read_image_models(core: ov.Core, parser, model_dir: Path) -> ImageModels:
+    """The folder's four IRs, read but not compiled; an unreadable IR exits."""
+    models = []
+    for name in IMAGE_FILES[:4]:
+        try:
+            models.append(core.read_model(model_dir / name))
+        except RuntimeError as error:
+            parser.error(f"cannot read {model_dir / name}: {last_line(error)}")
+    return ImageModels(*models)
+
+
+def compile_network(core: ov.Core, parser, model: ov.Model, args) -> ov.CompiledModel:
+    """A network compiled for --device (in f32 with --f32); an unfit device exits."""
+    config = {}
+    if args.f32:
+        config = {"INFERENCE_PRECISION_HINT": "f32"}
+    try:
+        return core.compile_model(model, args.device, config)
+    except RuntimeError as error:
+        parser.error(f"cannot compile for --device {args.device}: {last_line(error)}")
+
+
+def clip_input_ids(tokenizer: ov.CompiledModel, text: str, pad_token_id: int):
+    """(77,) ids of the text: padded, or cut before its EOS as transformers cuts it."""
+    # One text a call: a batch made only of empty strings comes back as one row.
+    ids = tokenizer([text])["input_ids"][0]
+    kept = np.append(ids[:-1][: TEXT_POSITIONS - 1], ids[-1])
+    input_ids = np.full(TEXT_POSITIONS, pad_token_id)
+    input_ids[: len(kept)] = kept
+    return input_ids
+
+
+def alphas_cumprod(scheduler: dict) -> np.ndarray:
+    """How much of the image is left after t noising steps, t = 0 .. train steps - 1."""
+    steps = scheduler["num_train_timesteps"]
+    start = scheduler["beta_start"]
+    end = scheduler["beta_end"]
+    if scheduler["beta_schedule"] == "scaled_linear":  # the betas' roots are linear
+        betas = np.linspace(start**0.5, end**0.5, steps, dtype=np.float32) ** 2
+    else:  # linear
+        betas = np.linspace(start, end, steps, dtype=np.float32)
+    return np.cumprod(1 - betas, dtype=np.float32)
+
+
+def euler_timesteps(scheduler: dict, steps: int) -> np.ndarray:
+    """The timesteps to denoise at, first (noisiest) first, as diffusers spaces them."""
+    train_steps = scheduler["num_train_timesteps"]
+    spacing = scheduler.get("timestep_spacing", "linspace")
+    if spacing == "linspace":
+        timesteps = np.linspace(0, train_steps - 1, steps)[::-1]
+    elif spacing == "leading":
+        offset = scheduler.get("steps_offset", 0)
+        timesteps = np.arange(steps)[::-1] * (train_steps // steps) + offset
+    else:  # trailing
+        timesteps = np.arange(train_steps, 0, -train_steps / steps).round() - 1
+    return timesteps.astype(np.float32)
+
+
+def euler_sigmas(scheduler: dict, timesteps: np.ndarray) -> np.ndarray:
+    """The noise level at each timestep (interpolated between trained ones), then 0."""
+    alphas = alphas_cumprod(scheduler)
+    trained_sigmas = ((1 - alphas) / alphas) ** 0.5
+    sigmas = np.interp(timesteps, range(len(alphas)), trained_sigmas)
+    return np.append(sigmas, 0).astype(np.float32)  # 0: the clean image
+
+
+def vae_scaling_factor(model_dir: Path) -> float:
+    """What the latents were multiplied by in training: the VAE's config says."""
+    config = model_dir / "vae_decoder" / "config.json"
+    if not config.is_file():
+        return VAE_SCALING_FACTOR
+    return json.loads(config.read_text()).get("scaling_factor", VAE_SCALING_FACTOR)
 
 
 def png(image: np.ndarray) -> bytes:
-    """(height, width, 3) uint8 -> an RGB PNG file: signature, then IHDR, IDAT (zlib of filter-0 rows), IEND chunks."""
-    chunks = ((b"IHDR", struct.pack(">IIBBBBB", image.shape[1], image.shape[0], 8, 2, 0, 0, 0)),
-              (b"IDAT", zlib.compress(b"".join(b"\x00" + row.tobytes() for row in image))), (b"IEND", b""))
-    return b"\x89PNG\r\n\x1a\n" + b"".join(struct.pack(">I", len(data)) + kind + data +
-                                           struct.pack(">I", zlib.crc32(kind + data)) for kind, data in chunks)
+    """(height, width, 3) uint8 -> the bytes of an RGB PNG file.
+
+    A PNG is a signature and chunks (length, type, data, CRC): IHDR says the size and
+    8-bit RGB; IDAT holds the zlib-compressed rows, each after a filter byte 0 (none);
+    IEND ends the file."""
+    height, width, _ = image.shape
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    rows = b"".join(b"\x00" + row.tobytes() for row in image)
+    chunks = [(b"IHDR", header), (b"IDAT", zlib.compress(rows)), (b"IEND", b"")]
+    data = b"\x89PNG\r\n\x1a\n"
+    for kind, body in chunks:
+        data += struct.pack(">I", len(body)) + kind + body
+        data += struct.pack(">I", zlib.crc32(kind + body))
+    return data
 
 
-signal.signal(signal.SIGINT, lambda signum, frame: sys.exit(130))  # Ctrl-C: exit code 130, no traceback
-parser = argparse.ArgumentParser(description=__doc__, usage=argparse.SUPPRESS)  # errors: one line, no usage
-parser.add_argument("model_dir", type=Path, help="Stable Diffusion IR folder")
-parser.add_argument("prompt", nargs="?", default="a lighthouse on a cliff at sunset, oil painting")
-parser.add_argument("--negative-prompt", help="what to steer away from (needs --guidance-scale > 1)")
-parser.add_argument("--steps", type=int, default=20, help="denoising steps, >= 1")
-parser.add_argument("--guidance-scale", type=float, default=7.5, help="> 1: classifier-free guidance; 1: none")
-parser.add_argument("--seed", type=int, default=42, help="seed of the initial latents (numpy default_rng)")
-parser.add_argument("--width", type=int, default=512, help="in pixels, a positive multiple of 8")
-parser.add_argument("--height", type=int, default=512, help="in pixels, a positive multiple of 8")
-parser.add_argument("--output", type=Path, default=Path("image.png"), help="PNG file to write")
-parser.add_argument("--device", default="CPU", help="CPU, GPU, NPU or AUTO for the three networks")
-parser.add_argument("--f32", action="store_true", help="compute in f32: exact parity with diffusers")
-args = parser.parse_args()
-missing = [args.model_dir / name for name in FILES if not (args.model_dir / name).is_file()] + [None]
-for error, bad in ((f"no {missing[0]}: run optimum-cli export openvino --task stable-diffusion", missing[0]),
-                   ("--width and --height must be positive multiples of 8", min(args.width, args.height) < 8
-                    or args.width % 8 or args.height % 8), ("--steps must be at least 1", args.steps < 1),
-                   ("--negative-prompt needs --guidance-scale > 1", args.negative_prompt and args.guidance_scale <= 1),
-                   (f"no folder for --output {args.output}", not args.output.resolve().parent.is_dir())):
-    if bad:
-        parser.error(error)
+def to_pixels(image: np.ndarray) -> np.ndarray:
+    """The VAE's (3, height, width) output in [-1, 1] -> (height, width, 3) uint8."""
+    scaled = np.clip(image / 2 + 0.5, 0, 1) * 255
+    return np.round(scaled).astype(np.uint8).transpose(1, 2, 0)
 
-# Static shapes compile faster kernels than dynamic ones. With guidance the batch is (negative or empty prompt, prompt).
-core, batch, latent_shape = ov.Core(), 2 if args.guidance_scale > 1 else 1, [1, 4, args.height // 8, args.width // 8]
-tokenizer_ir, text_encoder, unet, vae_decoder = (core.read_model(args.model_dir / name) for name in FILES[:4])
-text_encoder.reshape({"input_ids": [batch, TEXT_POSITIONS]})
-vae_decoder.reshape({"latent_sample": latent_shape})
-unet.input("timestep").get_node().set_element_type(ov.Type.f32)  # linspace spacing makes fractional timesteps
-unet.reshape({"sample": [batch, *latent_shape[1:]], "timestep": [batch],
-              "encoder_hidden_states": text_encoder.output(0).partial_shape})  # (batch, 77, hidden)
-hints = {"INFERENCE_PRECISION_HINT": "f32"} if args.f32 else {}
-text_encoder, unet, vae_decoder = (core.compile_model(m, args.device, hints) for m in (text_encoder, unet, vae_decoder))
-tokenizer = core.compile_model(tokenizer_ir, "CPU")  # string operations run on the CPU only
-input_ids = np.full((batch, TEXT_POSITIONS), tokenizer_ir.get_rt_info()["pad_token_id"].astype(int))
-for row, text in enumerate([args.negative_prompt or "", args.prompt][-batch:]):
-    ids = tokenizer([text])["input_ids"][0]  # one text a call: a batch of only empty strings comes back as one row
-    input_ids[row, :len(ids)] = np.append(ids[:-1][:TEXT_POSITIONS - 1], ids[-1])  # too long: cut before EOS, as HF
-text_embeddings = text_encoder(input_ids)[0]  # (batch, 77, hidden)
 
-# diffusers' EulerDiscreteScheduler from scheduler_config.json: timesteps, and their noise levels (sigmas).
-scheduler = json.loads((args.model_dir / FILES[4]).read_text())
-n, spacing = scheduler["num_train_timesteps"], scheduler.get("timestep_spacing", "linspace")
-root = 0.5 if scheduler["beta_schedule"] == "scaled_linear" else 1  # scaled_linear: the betas' roots are linear
-betas = np.linspace(scheduler["beta_start"] ** root, scheduler["beta_end"] ** root, n, dtype=np.float32) ** (1 / root)
-alphas_cumprod = np.cumprod(1 - betas, dtype=np.float32)  # how much of the image is left after t noising steps
-timesteps = {"linspace": np.linspace(0, n - 1, args.steps)[::-1],
-             "leading": np.arange(args.steps)[::-1] * (n // args.steps) + scheduler.get("steps_offset", 0),
-             "trailing": np.arange(n, 0, -n / args.steps).round() - 1}[spacing].astype(np.float32)
-sigmas = np.interp(timesteps, range(n), ((1 - alphas_cumprod) / alphas_cumprod) ** 0.5)  # between the trained ones
-sigmas = np.append(sigmas, 0).astype(np.float32)  # and last 0: the clean image
-# Reproducible from the seed: these latents at the first noise level ("leading" adds the image's unit variance).
-latents = np.random.default_rng(args.seed).standard_normal(latent_shape).astype(np.float32)
-latents *= np.sqrt(sigmas[0] ** 2 + 1) if spacing == "leading" else sigmas[0]
-for i, (timestep, sigma) in enumerate(zip(timesteps, sigmas[:-1])):
-    start = time.perf_counter()
-    unet_input = np.repeat(latents / np.sqrt(sigma ** 2 + 1), batch, axis=0)  # to the unit variance it was trained on
-    noise = unet([unet_input, np.full(batch, timestep), text_embeddings])[0]  # (batch, 4, h / 8, w / 8)
-    noise = noise[:1] + np.float32(args.guidance_scale) * (noise[1:] - noise[:1]) if batch == 2 else noise
-    # Euler: predict the clean latents (from the noise, or from v as SD 2.x predicts), step to the next sigma.
-    denoised = (noise * (-sigma / np.sqrt(sigma ** 2 + 1)) + latents / (sigma ** 2 + 1)
-                if scheduler.get("prediction_type") == "v_prediction" else latents - sigma * noise)
-    latents = latents + (latents - denoised) / sigma * (sigmas[i + 1] - sigma)
-    print(f"step {i + 1}/{args.steps}: {time.perf_counter() - start:.3f} s", file=sys.stderr)
+def main() -> None:
+    # usage=SUPPRESS: a bad argument gives one line on stderr, not the usage text too.
+    parser = argparse.ArgumentParser(description=__doc__, usage=argparse.SUPPRESS)
+    parser.add_argument("model_dir", type=Path, help="Stable Diffusion IR folder")
+    parser.add_argument("prompt", nargs="?", default=DEFAULT_PROMPT)
+    parser.add_argument("--negative-prompt", help="what to steer away from")
+    parser.add_argument("--steps", type=int, default=20, help="denoising steps, >= 1")
+    parser.add_argument("--guidance-scale", type=float, default=7.5, help="1: none")
+    parser.add_argument("--seed", type=int, default=42, help="of the first latents")
+    parser.add_argument("--width", type=int, default=512, help="a multiple of 8")
+    parser.add_argument("--height", type=int, default=512, help="a multiple of 8")
+    parser.add_argument("--output", type=Path, default=Path("image.png"))
+    parser.add_argument("--device", default="CPU", help="CPU, GPU, NPU or AUTO")
+    parser.add_argument("--f32", action="store_true", help="exact, as diffusers")
+    args = parser.parse_args()
+    check_image_folder(parser, args.model_dir)
+    if min(args.width, args.height) < 8 or args.width % 8 or args.height % 8:
+        parser.error("--width and --height must be positive multiples of 8")
+    if args.steps < 1:
+        parser.error("--steps must be at least 1")
+    if args.negative_prompt and args.guidance_scale <= 1:
+        parser.error("--negative-prompt needs --guidance-scale > 1")
+    if not args.output.resolve().parent.is_dir():
+        parser.error(f"no folder for --output {args.output}")
 
-vae_config = args.model_dir / "vae_decoder" / "config.json"  # SD 1.x and 2.x latents were scaled by 0.18215
-scale = json.loads(vae_config.read_text()).get("scaling_factor", 0.18215) if vae_config.is_file() else 0.18215
-image = vae_decoder(latents / np.float32(scale))[0][0]  # (3, height, width) in [-1, 1]
-args.output.write_bytes(png(np.round(np.clip(image / 2 + 0.5, 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0)))
-print(f"wrote {args.output}", file=sys.stderr)
+    core = (
+        ov.Core()
+    )  # after `import openvino_tokenizers`, so that it reads the tokenizer
+    models = read_image_models(core, parser, args.model_dir)
+    # With guidance, the UNet sees a batch of two: the negative (or empty) prompt, then
+    # the prompt. Static shapes compile faster kernels than dynamic ones.
+    batch = 1
+    if args.guidance_scale > 1:
+        batch = 2
+    latent_shape = [1, 4, args.height // 8, args.width // 8]
+    models.text_encoder.reshape({"input_ids": [batch, TEXT_POSITIONS]})
+    models.vae_decoder.reshape({"latent_sample": latent_shape})
+    # Linspace spacing makes fractional timesteps: the UNet takes them as floats.
+    models.unet.input("timestep").get_node().set_element_type(ov.Type.f32)
+    hidden = models.text_encoder.output(0).partial_shape  # (batch, 77, hidden)
+    models.unet.reshape(
+        {
+            "sample": [batch, *latent_shape[1:]],
+            "timestep": [batch],
+            "encoder_hidden_states": hidden,
+        }
+    )
+    text_encoder = compile_network(core, parser, models.text_encoder, args)
+    unet = compile_network(core, parser, models.unet, args)
+    vae_decoder = compile_network(core, parser, models.vae_decoder, args)
+    # The string operations run on the CPU only, whatever --device says.
+    tokenizer = core.compile_model(models.tokenizer, "CPU")
+
+    pad_token_id = models.tokenizer.get_rt_info()["pad_token_id"].astype(int)
+    texts = [args.prompt]
+    if batch == 2:
+        texts = [args.negative_prompt or "", args.prompt]
+    input_ids = np.stack([clip_input_ids(tokenizer, t, pad_token_id) for t in texts])
+    text_embeddings = text_encoder(input_ids)[0]  # (batch, 77, hidden)
+
+    # diffusers' EulerDiscreteScheduler, configured by scheduler_config.json.
+    scheduler = json.loads((args.model_dir / IMAGE_FILES[4]).read_text())
+    timesteps = euler_timesteps(scheduler, args.steps)
+    sigmas = euler_sigmas(scheduler, timesteps)
+    # The seed's random latents, scaled to the first noise level ("leading" spacing
+    # also counts the image's own unit variance).
+    rng = np.random.default_rng(args.seed)
+    latents = rng.standard_normal(latent_shape).astype(np.float32)
+    if scheduler.get("timestep_spacing", "linspace") == "leading":
+        latents *= np.sqrt(sigmas[0] ** 2 + 1)
+    else:
+        latents *= sigmas[0]
+    v_prediction = scheduler.get("prediction_type") == "v_prediction"  # SD 2.x
+    for i, timestep in enumerate(timesteps):
+        start = time.perf_counter()
+        sigma = sigmas[i]
+        # The UNet was trained on inputs of unit variance.
+        scaled = latents / np.sqrt(sigma**2 + 1)
+        unet_input = np.repeat(scaled, batch, axis=0)
+        output = unet([unet_input, np.full(batch, timestep), text_embeddings])[0]
+        if batch == 2:  # guidance: from the negative prompt's towards the prompt's
+            unconditional = output[:1]
+            guidance = np.float32(args.guidance_scale)
+            output = unconditional + guidance * (output[1:] - unconditional)
+        # Euler: predict the clean latents, then step to the next noise level.
+        if v_prediction:
+            pred_original_sample = output * (-sigma / np.sqrt(sigma**2 + 1)) + (
+                latents / (sigma**2 + 1)
+            )
+        else:  # the UNet predicts the noise
+            pred_original_sample = latents - sigma * output
+        derivative = (latents - pred_original_sample) / sigma
+        dt = sigmas[i + 1] - sigma
+        latents = latents + derivative * dt
+        seconds = time.perf_counter() - start
+        print(f"step {i + 1}/{args.steps}: {seconds:.3f} s", file=sys.stderr)
+
+    scaling_factor = np.float32(vae_scaling_factor(args.model_dir))
+    image = vae_decoder(latents / scaling_factor)[0][0]  # (3, height, width)
+    args.output.write_bytes(png(to_pixels(image)))
+    print(f"wrote {args.output}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit(130)  # Ctrl-C: the shell's code for an interrupt, and no traceback
