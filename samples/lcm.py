@@ -1,100 +1,248 @@
 #!/usr/bin/env python3
-"""Text to image in a few steps with a Latent Consistency Model IR folder (`optimum-cli export openvino --task
-latent-consistency` writes one): the guidance scale goes into the UNet as an embedding (no second batch row), diffusers'
-LCM scheduler in numpy, fresh noise between steps from the seeded generator, VAE, PNG. Example:
-python samples/lcm.py models/lcm-dreamshaper-v7 "a lighthouse at sunset, oil painting" --output out.png"""
+"""Text to image in a few steps with a Latent Consistency Model IR folder, as a PNG.
+
+The CLIP text encoder reads the prompt; the UNet, distilled to take the guidance scale
+as an embedding (one batch row, no second prompt), predicts the clean latents in a few
+steps of diffusers' LCM scheduler (in numpy), with fresh seeded noise between steps;
+the VAE decoder turns the latents into pixels. The PNG is written with the standard
+library.
+MODEL_DIR is what `optimum-cli export openvino --task latent-consistency` writes.
+Example: python samples/lcm.py models/lcm-dreamshaper-v7 "a lighthouse at sunset"
+See also samples/stable_diffusion.py: Stable Diffusion's Euler scheduler and guidance.
+"""
+
 import argparse
 import json
-import signal
 import struct
 import sys
 import time
 import zlib
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import openvino as ov
-import openvino_tokenizers  # noqa: F401  registers the string operations the tokenizer IR is made of
+import openvino_tokenizers  # noqa: F401  registers the tokenizer IR's string operations
 
-TEXT_POSITIONS = 77  # CLIP's context: every prompt is padded or truncated to it
-FILES = ("tokenizer/openvino_tokenizer.xml", "text_encoder/openvino_model.xml", "unet/openvino_model.xml",
-         "vae_decoder/openvino_model.xml", "scheduler/scheduler_config.json")
+DEFAULT_PROMPT = "a lighthouse on a cliff at sunset, oil painting"
+EXPORT_HINT = "export one with optimum-cli export openvino --task latent-consistency"
+IMAGE_FILES = (
+    "tokenizer/openvino_tokenizer.xml",
+    "text_encoder/openvino_model.xml",
+    "unet/openvino_model.xml",
+    "vae_decoder/openvino_model.xml",
+    "scheduler/scheduler_config.json",
+)
+TEXT_POSITIONS = 77  # CLIP's context: every prompt is padded or cut to it
+VAE_SCALING_FACTOR = 0.18215  # SD 1.x and 2.x scaled their latents by it
+
+
+class ImageModels(NamedTuple):
+    tokenizer: ov.Model  # [text] -> input_ids (1, tokens)
+    text_encoder: ov.Model  # input_ids (batch, 77) -> (batch, 77, hidden)
+    unet: ov.Model  # latents, timestep, text embeddings -> noise (or v)
+    vae_decoder: ov.Model  # latents (1, 4, h / 8, w / 8) -> image (1, 3, h, w)
+
+
+def check_image_folder(parser, model_dir: Path) -> None:
+    """Exit (code 2) where the folder lacks one of IMAGE_FILES."""
+    for name in IMAGE_FILES:
+        if not (model_dir / name).is_file():
+            parser.error(f"no {model_dir / name}: {EXPORT_HINT}")
+
+
+def last_line(error: Exception) -> str:
+    """OpenVINO's messages end with the line that says what is wrong."""
+    return str(error).strip().splitlines()[-1]
+
+
+def read_image_models(core: ov.Core, parser, model_dir: Path) -> ImageModels:
+    """The folder's four IRs, read but not compiled; an unreadable IR exits."""
+    models = []
+    for name in IMAGE_FILES[:4]:
+        try:
+            models.append(core.read_model(model_dir / name))
+        except RuntimeError as error:
+            parser.error(f"cannot read {model_dir / name}: {last_line(error)}")
+    return ImageModels(*models)
+
+
+def compile_network(core: ov.Core, parser, model: ov.Model, args) -> ov.CompiledModel:
+    """A network compiled for --device (in f32 with --f32); an unfit device exits."""
+    config = {}
+    if args.f32:
+        config = {"INFERENCE_PRECISION_HINT": "f32"}
+    try:
+        return core.compile_model(model, args.device, config)
+    except RuntimeError as error:
+        parser.error(f"cannot compile for --device {args.device}: {last_line(error)}")
+
+
+def clip_input_ids(tokenizer: ov.CompiledModel, text: str, pad_token_id: int):
+    """(77,) ids of the text: padded, or cut before its EOS as transformers cuts it."""
+    # One text a call: a batch made only of empty strings comes back as one row.
+    ids = tokenizer([text])["input_ids"][0]
+    kept = np.append(ids[:-1][: TEXT_POSITIONS - 1], ids[-1])
+    input_ids = np.full(TEXT_POSITIONS, pad_token_id)
+    input_ids[: len(kept)] = kept
+    return input_ids
+
+
+def alphas_cumprod(scheduler: dict) -> np.ndarray:
+    """How much of the image is left after t noising steps, t = 0 .. train steps - 1."""
+    steps = scheduler["num_train_timesteps"]
+    start = scheduler["beta_start"]
+    end = scheduler["beta_end"]
+    if scheduler["beta_schedule"] == "scaled_linear":  # the betas' roots are linear
+        betas = np.linspace(start**0.5, end**0.5, steps, dtype=np.float32) ** 2
+    else:  # linear
+        betas = np.linspace(start, end, steps, dtype=np.float32)
+    return np.cumprod(1 - betas, dtype=np.float32)
+
+
+def guidance_embedding(guidance_scale: float, size: int) -> np.ndarray:
+    """(1, size): the sinusoidal embedding of (scale - 1) * 1000 the UNet was taught."""
+    half = size // 2
+    frequencies = np.exp(
+        np.arange(half, dtype=np.float32) * -np.float32(np.log(10000) / (half - 1))
+    )
+    angles = np.float32((guidance_scale - 1) * 1000) * frequencies
+    embedding = np.concatenate([np.sin(angles), np.cos(angles)])
+    return np.pad(embedding, (0, size % 2))[None]  # an odd size ends with a 0
+
+
+def lcm_timesteps(scheduler: dict, steps: int) -> np.ndarray:
+    """The timesteps to denoise at, picked evenly from the distilled schedule's."""
+    train_steps = scheduler["num_train_timesteps"]
+    original_steps = scheduler.get("original_inference_steps", 50)
+    distilled = np.arange(1, original_steps + 1) * (train_steps // original_steps) - 1
+    picked = np.linspace(0, original_steps, steps, endpoint=False).astype(np.int64)
+    return distilled[::-1][picked]
+
+
+def vae_scaling_factor(model_dir: Path) -> float:
+    """What the latents were multiplied by in training: the VAE's config says."""
+    config = model_dir / "vae_decoder" / "config.json"
+    if not config.is_file():
+        return VAE_SCALING_FACTOR
+    return json.loads(config.read_text()).get("scaling_factor", VAE_SCALING_FACTOR)
 
 
 def png(image: np.ndarray) -> bytes:
-    """(height, width, 3) uint8 -> an RGB PNG file: signature, then IHDR, IDAT (zlib of filter-0 rows), IEND chunks."""
-    chunks = ((b"IHDR", struct.pack(">IIBBBBB", image.shape[1], image.shape[0], 8, 2, 0, 0, 0)),
-              (b"IDAT", zlib.compress(b"".join(b"\x00" + row.tobytes() for row in image))), (b"IEND", b""))
-    return b"\x89PNG\r\n\x1a\n" + b"".join(struct.pack(">I", len(data)) + kind + data +
-                                           struct.pack(">I", zlib.crc32(kind + data)) for kind, data in chunks)
+    """(height, width, 3) uint8 -> the bytes of an RGB PNG file.
+
+    A PNG is a signature and chunks (length, type, data, CRC): IHDR says the size and
+    8-bit RGB; IDAT holds the zlib-compressed rows, each after a filter byte 0 (none);
+    IEND ends the file."""
+    height, width, _ = image.shape
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    rows = b"".join(b"\x00" + row.tobytes() for row in image)
+    chunks = [(b"IHDR", header), (b"IDAT", zlib.compress(rows)), (b"IEND", b"")]
+    data = b"\x89PNG\r\n\x1a\n"
+    for kind, body in chunks:
+        data += struct.pack(">I", len(body)) + kind + body
+        data += struct.pack(">I", zlib.crc32(kind + body))
+    return data
 
 
-signal.signal(signal.SIGINT, lambda signum, frame: sys.exit(130))  # Ctrl-C: exit code 130, no traceback
-parser = argparse.ArgumentParser(description=__doc__, usage=argparse.SUPPRESS)  # errors: one line, no usage
-parser.add_argument("model_dir", type=Path, help="Latent Consistency Model IR folder")
-parser.add_argument("prompt", nargs="?", default="a lighthouse on a cliff at sunset, oil painting")
-parser.add_argument("--steps", type=int, default=4, help="denoising steps, 1 to original_inference_steps (50)")
-parser.add_argument("--guidance-scale", type=float, default=8.0, help="how closely to follow the prompt")
-parser.add_argument("--seed", type=int, default=42, help="seed of the latents and of each step's noise (numpy)")
-parser.add_argument("--width", type=int, default=512, help="in pixels, a positive multiple of 8")
-parser.add_argument("--height", type=int, default=512, help="in pixels, a positive multiple of 8")
-parser.add_argument("--output", type=Path, default=Path("image.png"), help="PNG file to write")
-parser.add_argument("--device", default="CPU", help="CPU, GPU, NPU or AUTO for the three networks")
-parser.add_argument("--f32", action="store_true", help="compute in f32: exact parity with diffusers")
-args = parser.parse_args()
-missing = [args.model_dir / name for name in FILES if not (args.model_dir / name).is_file()] + [None]
-scheduler = json.loads((args.model_dir / FILES[4]).read_text()) if missing[0] is None else {}
-original_steps = scheduler.get("original_inference_steps", 50)  # the distilled schedule's steps, to pick from
-for error, bad in ((f"no {missing[0]}: run optimum-cli export openvino --task latent-consistency", missing[0]),
-                   ("--width and --height must be positive multiples of 8", min(args.width, args.height) < 8
-                    or args.width % 8 or args.height % 8),
-                   (f"--steps must be 1 to {original_steps}", not 1 <= args.steps <= original_steps),
-                   (f"no folder for --output {args.output}", not args.output.resolve().parent.is_dir())):
-    if bad:
-        parser.error(error)
+def to_pixels(image: np.ndarray) -> np.ndarray:
+    """The VAE's (3, height, width) output in [-1, 1] -> (height, width, 3) uint8."""
+    scaled = np.clip(image / 2 + 0.5, 0, 1) * 255
+    return np.round(scaled).astype(np.uint8).transpose(1, 2, 0)
 
-# Static shapes compile faster kernels than dynamic ones. One batch row: guidance is an input, not a second row.
-core, latent_shape = ov.Core(), [1, 4, args.height // 8, args.width // 8]
-tokenizer_ir, text_encoder, unet, vae_decoder = (core.read_model(args.model_dir / name) for name in FILES[:4])
-text_encoder.reshape({"input_ids": [1, TEXT_POSITIONS]})
-vae_decoder.reshape({"latent_sample": latent_shape})
-guidance_size = unet.input("timestep_cond").partial_shape[1].get_length()
-unet.reshape({"sample": latent_shape, "timestep": [1], "timestep_cond": [1, guidance_size],
-              "encoder_hidden_states": text_encoder.output(0).partial_shape})  # (1, 77, hidden)
-hints = {"INFERENCE_PRECISION_HINT": "f32"} if args.f32 else {}
-text_encoder, unet, vae_decoder = (core.compile_model(m, args.device, hints) for m in (text_encoder, unet, vae_decoder))
-input_ids = np.full((1, TEXT_POSITIONS), tokenizer_ir.get_rt_info()["pad_token_id"].astype(int))
-ids = core.compile_model(tokenizer_ir, "CPU")([args.prompt])["input_ids"][0]  # string operations: CPU only
-input_ids[0, :len(ids)] = np.append(ids[:-1][:TEXT_POSITIONS - 1], ids[-1])  # too long: cut before EOS, as HF
-text_embeddings = text_encoder(input_ids)[0]  # (1, 77, hidden)
-# The guidance scale as the UNet was distilled to take it: a sinusoidal embedding of (scale - 1) * 1000.
-angles = np.float32((args.guidance_scale - 1) * 1000) * np.exp(
-    np.arange(guidance_size // 2, dtype=np.float32) * -np.float32(np.log(10000) / (guidance_size // 2 - 1)))
-guidance = np.pad(np.concatenate([np.sin(angles), np.cos(angles)]), (0, guidance_size % 2))[None]  # (1, size)
 
-# diffusers' LCMScheduler from scheduler_config.json: the steps are picked evenly from the distilled schedule.
-n, root = scheduler["num_train_timesteps"], 0.5 if scheduler["beta_schedule"] == "scaled_linear" else 1  # or linear
-betas = np.linspace(scheduler["beta_start"] ** root, scheduler["beta_end"] ** root, n, dtype=np.float32) ** (1 / root)
-alphas_cumprod = np.cumprod(1 - betas, dtype=np.float32)  # how much of the image is left after t noising steps
-distilled = (np.arange(1, original_steps + 1) * (n // original_steps) - 1)[::-1]
-timesteps = distilled[np.linspace(0, original_steps, args.steps, endpoint=False).astype(np.int64)]
-rng = np.random.default_rng(args.seed)  # reproducible: the initial latents, then each step's noise, in that order
-latents = rng.standard_normal(latent_shape).astype(np.float32)
-for i, timestep in enumerate(timesteps):
-    start = time.perf_counter()
-    output = unet([latents, np.array([timestep]), text_embeddings, guidance])[0]  # (1, 4, h / 8, w / 8)
-    alpha, beta = alphas_cumprod[timestep], 1 - alphas_cumprod[timestep]
-    clean = ((latents - np.sqrt(beta) * output) / np.sqrt(alpha) if scheduler.get("prediction_type") != "v_prediction"
-             else np.sqrt(alpha) * latents - np.sqrt(beta) * output)  # the image the model sees under the noise
-    scaled = np.float32(timestep * scheduler.get("timestep_scaling", 10.0))  # boundary condition: t = 0 gives the input
-    denoised = scaled / np.sqrt(scaled ** 2 + 0.25) * clean + 0.25 / (scaled ** 2 + 0.25) * latents  # sigma_data 0.5
-    if i + 1 < len(timesteps):  # noise the clean guess again, to the next (lower) timestep's level
-        noise, next_alpha = rng.standard_normal(latent_shape).astype(np.float32), alphas_cumprod[timesteps[i + 1]]
-        latents = np.sqrt(next_alpha) * denoised + np.sqrt(1 - next_alpha) * noise
-    print(f"step {i + 1}/{args.steps}: {time.perf_counter() - start:.3f} s", file=sys.stderr)
+def main() -> None:
+    # usage=SUPPRESS: a bad argument gives one line on stderr, not the usage text too.
+    parser = argparse.ArgumentParser(description=__doc__, usage=argparse.SUPPRESS)
+    parser.add_argument("model_dir", type=Path, help="LCM IR folder")
+    parser.add_argument("prompt", nargs="?", default=DEFAULT_PROMPT)
+    parser.add_argument("--steps", type=int, default=4, help="1 to the distilled 50")
+    parser.add_argument("--guidance-scale", type=float, default=8.0)
+    parser.add_argument("--seed", type=int, default=42, help="of latents and noise")
+    parser.add_argument("--width", type=int, default=512, help="a multiple of 8")
+    parser.add_argument("--height", type=int, default=512, help="a multiple of 8")
+    parser.add_argument("--output", type=Path, default=Path("image.png"))
+    parser.add_argument("--device", default="CPU", help="CPU, GPU, NPU or AUTO")
+    parser.add_argument("--f32", action="store_true", help="exact, as diffusers")
+    args = parser.parse_args()
+    check_image_folder(parser, args.model_dir)
+    scheduler = json.loads((args.model_dir / IMAGE_FILES[4]).read_text())
+    # The distilled schedule's steps, that --steps picks from.
+    original_steps = scheduler.get("original_inference_steps", 50)
+    if min(args.width, args.height) < 8 or args.width % 8 or args.height % 8:
+        parser.error("--width and --height must be positive multiples of 8")
+    if not 1 <= args.steps <= original_steps:
+        parser.error(f"--steps must be 1 to {original_steps}")
+    if not args.output.resolve().parent.is_dir():
+        parser.error(f"no folder for --output {args.output}")
 
-vae_config = args.model_dir / "vae_decoder" / "config.json"  # SD 1.x and 2.x latents were scaled by 0.18215
-scale = json.loads(vae_config.read_text()).get("scaling_factor", 0.18215) if vae_config.is_file() else 0.18215
-image = vae_decoder(denoised / np.float32(scale))[0][0]  # (3, height, width) in [-1, 1]
-args.output.write_bytes(png(np.round(np.clip(image / 2 + 0.5, 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0)))
-print(f"wrote {args.output}", file=sys.stderr)
+    core = (
+        ov.Core()
+    )  # after `import openvino_tokenizers`, so that it reads the tokenizer
+    models = read_image_models(core, parser, args.model_dir)
+    # Static shapes compile faster kernels than dynamic ones.
+    latent_shape = [1, 4, args.height // 8, args.width // 8]
+    models.text_encoder.reshape({"input_ids": [1, TEXT_POSITIONS]})
+    models.vae_decoder.reshape({"latent_sample": latent_shape})
+    guidance_size = models.unet.input("timestep_cond").partial_shape[1].get_length()
+    hidden = models.text_encoder.output(0).partial_shape  # (1, 77, hidden)
+    models.unet.reshape(
+        {
+            "sample": latent_shape,
+            "timestep": [1],
+            "timestep_cond": [1, guidance_size],
+            "encoder_hidden_states": hidden,
+        }
+    )
+    text_encoder = compile_network(core, parser, models.text_encoder, args)
+    unet = compile_network(core, parser, models.unet, args)
+    vae_decoder = compile_network(core, parser, models.vae_decoder, args)
+    # The string operations run on the CPU only, whatever --device says.
+    tokenizer = core.compile_model(models.tokenizer, "CPU")
+
+    pad_token_id = models.tokenizer.get_rt_info()["pad_token_id"].astype(int)
+    input_ids = clip_input_ids(tokenizer, args.prompt, pad_token_id)[None]
+    text_embeddings = text_encoder(input_ids)[0]  # (1, 77, hidden)
+    guidance = guidance_embedding(args.guidance_scale, guidance_size)
+
+    # diffusers' LCMScheduler, configured by scheduler_config.json.
+    alphas = alphas_cumprod(scheduler)
+    timesteps = lcm_timesteps(scheduler, args.steps)
+    timestep_scaling = scheduler.get("timestep_scaling", 10.0)
+    v_prediction = scheduler.get("prediction_type") == "v_prediction"
+    # One generator, drawn in this order: the first latents, then each step's noise.
+    rng = np.random.default_rng(args.seed)
+    latents = rng.standard_normal(latent_shape).astype(np.float32)
+    for i, timestep in enumerate(timesteps):
+        start = time.perf_counter()
+        output = unet([latents, np.array([timestep]), text_embeddings, guidance])[0]
+        alpha = alphas[timestep]  # how much of the image the latents hold
+        beta = 1 - alpha  # and how much noise
+        if v_prediction:
+            pred_original_sample = np.sqrt(alpha) * latents - np.sqrt(beta) * output
+        else:  # the UNet predicts the noise
+            pred_original_sample = (latents - np.sqrt(beta) * output) / np.sqrt(alpha)
+        # The consistency boundary condition (sigma_data 0.5): at t = 0 the output is
+        # the input.
+        scaled = np.float32(timestep * timestep_scaling)
+        c_skip = 0.25 / (scaled**2 + 0.25)
+        c_out = scaled / np.sqrt(scaled**2 + 0.25)
+        denoised = c_out * pred_original_sample + c_skip * latents
+        if i + 1 < len(timesteps):  # noise the clean guess to the next timestep's level
+            noise = rng.standard_normal(latent_shape).astype(np.float32)
+            next_alpha = alphas[timesteps[i + 1]]
+            latents = np.sqrt(next_alpha) * denoised + np.sqrt(1 - next_alpha) * noise
+        seconds = time.perf_counter() - start
+        print(f"step {i + 1}/{args.steps}: {seconds:.3f} s", file=sys.stderr)
+
+    scaling_factor = np.float32(vae_scaling_factor(args.model_dir))
+    image = vae_decoder(denoised / scaling_factor)[0][0]  # (3, height, width)
+    args.output.write_bytes(png(to_pixels(image)))
+    print(f"wrote {args.output}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit(130)  # Ctrl-C: the shell's code for an interrupt, and no traceback
