@@ -1,24 +1,40 @@
 #!/usr/bin/env python3
-"""Every sample against openvino_genai on the same IR, on this machine, in one run: a Markdown table on stdout.
+"""Every sample against openvino_genai on the same IR, on this machine, in one run: a
+Markdown table on stdout.
 
-Each figure is the median of --runs runs after one warm-up run, the sides taking turns; each ratio is the median of
-the runs' own ratios (ours against the genai run next to it: this shared VM drifts by 20% within minutes). Every run
-is a fresh process (the sample file itself, or a small openvino_genai script), so loading and compiling stay out of
+Each figure is the median of --runs runs after one warm-up run, the sides taking
+turns; each ratio is the median of
+the runs' own ratios (ours against the genai run next to it: this shared VM drifts by
+20% within minutes). Every run
+is a fresh process (the sample file itself, or a small openvino_genai script), so
+loading and compiling stay out of
 the figures, and its peak RSS (VmHWM) is its own.
-  greedy        time to first token and decode tokens/s for prompts of about 16, 512 and 2048 tokens, 128 new tokens,
-                default precision and --f32, for greedy.py (stateful model) and paged_attention.py; genai LLMPipeline
-                with ignore_eos, no chat template, in its CPU default (paged attention) and with
+  greedy        time to first token and decode tokens/s for prompts of about 16, 512
+  and 2048 tokens, 128 new tokens,
+                default precision and --f32, for greedy.py (stateful model) and
+                paged_attention.py; genai LLMPipeline
+                with ignore_eos, no chat template, in its CPU default (paged
+                attention) and with
                 ATTENTION_BACKEND=SDPA (the stateful model greedy.py uses)
-  beam search   wall time of 20 new tokens with 4 beams, and 15 beams in 3 groups (ours: the sample answers the same
-                prompt 1 + K times, one line each: the time from the first line to the last, divided by K;
+  beam search   wall time of 20 new tokens with 4 beams, and 15 beams in 3 groups
+  (ours: the sample answers the same
+                prompt 1 + K times, one line each: the time from the first line to
+                the last, divided by K;
                 genai: its second generate() in the process)
-  throughput    aggregate tokens/s for 16 prompts of 32 new tokens: throughput.py with 1 request and the optimal
-                count, continuous_batching.py (all 16 in each inference), and genai generate(list of prompts)
-  image         seconds per denoising step (steps after the first) at 512x512, 20 steps, on the tiny SD model;
-                the floor: the UNet's own inference (batch 2, static shapes), timed right after each run
---quick runs the tiny fixtures with short prompts, once: it shows that everything runs (the tests use it).
-Needs scripts/requirements.txt (openvino-genai). Example: python scripts/benchmark.py --runs 5 > benchmark.md
+  throughput    aggregate tokens/s for 16 prompts of 32 new tokens: throughput.py
+  with 1 request and the optimal
+                count, continuous_batching.py (all 16 in each inference), and genai
+                generate(list of prompts)
+  image         seconds per denoising step (steps after the first) at 512x512, 20
+  steps, on the tiny SD model;
+                the floor: the UNet's own inference (batch 2, static shapes), timed
+                right after each run
+--quick runs the tiny fixtures with short prompts, once: it shows that everything
+runs (the tests use it).
+Needs scripts/requirements.txt (openvino-genai). Example: python scripts/benchmark.py
+--runs 5 > benchmark.md
 """
+
 import argparse
 import json
 import os
@@ -34,10 +50,17 @@ import numpy as np
 import openvino as ov
 import openvino_tokenizers  # noqa: F401  lets the Core read the tokenizer IRs
 
+from stats_line import last_stats, parse_stats
+
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "samples"
-F32_HINTS = {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32", "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0"}
-# Runs a sample file as __main__, then prints the process's peak RSS (VmHWM, kB) on stderr.
+F32_HINTS = {
+    "INFERENCE_PRECISION_HINT": "f32",
+    "KV_CACHE_PRECISION": "f32",
+    "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0",
+}
+# Runs a sample file as __main__, then prints the process's peak RSS (VmHWM, kB) on
+# stderr.
 WITH_RSS = """import atexit, runpy, sys
 atexit.register(lambda: print(next(line for line in open("/proc/self/status") if line.startswith("VmHWM")),
                               file=sys.stderr))
@@ -69,12 +92,29 @@ else:
                       "wall_s": wall, "tokens": metrics.get_num_generated_tokens(),
                       "aggregate_tokens_per_s": metrics.get_num_generated_tokens() / wall}))
 """
-TEXT = ("The lighthouse keeper climbed the spiral stairs every evening at dusk, trimmed the wick, polished the great "
-        "lens and watched the beam sweep across the dark water, counting the ships that passed the rocks. ")
-THROUGHPUT_PROMPTS = ["Once upon a time", "The capital of France is", "def quicksort(items):", "The Moon is",
-                      "In 1969,", "My favourite recipe is", "Three reasons to learn Python:", "The best way to learn",
-                      "A haiku about the sea:", "The history of Rome", "Water boils at", "The largest planet is",
-                      "How to make bread:", "The quick brown fox", "Dear diary, today", "Machine learning is"]
+TEXT = (
+    "The lighthouse keeper climbed the spiral stairs every evening at dusk, trimmed the wick, polished the great "
+    "lens and watched the beam sweep across the dark water, counting the ships that passed the rocks. "
+)
+PARTS = ["greedy", "beam", "throughput", "image"]
+THROUGHPUT_PROMPTS = [
+    "Once upon a time",
+    "The capital of France is",
+    "def quicksort(items):",
+    "The Moon is",
+    "In 1969,",
+    "My favourite recipe is",
+    "Three reasons to learn Python:",
+    "The best way to learn",
+    "A haiku about the sea:",
+    "The history of Rome",
+    "Water boils at",
+    "The largest planet is",
+    "How to make bread:",
+    "The quick brown fox",
+    "Dear diary, today",
+    "Machine learning is",
+]
 
 
 def run(label: str, command: list[str]) -> tuple[str, str, float, float]:
@@ -89,13 +129,19 @@ def run(label: str, command: list[str]) -> tuple[str, str, float, float]:
 
 
 def sample(name: str, *args) -> tuple[str, str, float, float]:
-    return run(f"samples/{name}", [sys.executable, "-c", WITH_RSS, str(SAMPLES / name), *map(str, args)])
+    return run(
+        f"samples/{name}",
+        [sys.executable, "-c", WITH_RSS, str(SAMPLES / name), *map(str, args)],
+    )
 
 
 def line_times(name: str, *args) -> tuple[list[float], float]:
-    """When each stdout line of a sample's run arrived (perf_counter seconds), and the run's peak RSS in MB."""
+    """When each stdout line of a sample's run arrived (perf_counter seconds), and the
+    run's peak RSS in MB."""
     command = [sys.executable, "-c", WITH_RSS, str(SAMPLES / name), *map(str, args)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     times = [time.perf_counter() for _ in process.stdout]
     _, stderr = process.communicate()
     if process.returncode != 0:
@@ -104,27 +150,48 @@ def line_times(name: str, *args) -> tuple[list[float], float]:
 
 
 def genai(task: dict) -> tuple[dict, float]:
-    stdout, _, rss, _ = run(f"openvino_genai on {task}", [sys.executable, "-c", GENAI, json.dumps(task)])
+    stdout, _, rss, _ = run(
+        f"openvino_genai on {task}", [sys.executable, "-c", GENAI, json.dumps(task)]
+    )
     return json.loads(stdout), rss
 
 
 def prompt_of(model: Path, tokens: int) -> str:
-    """A prompt of about `tokens` tokens of the model's tokenizer (a repeated paragraph, cut, decoded)."""
+    """A prompt of about `tokens` tokens of the model's tokenizer (a repeated paragraph,
+    cut, decoded)."""
     core = ov.Core()
-    ids = core.compile_model(model / "openvino_tokenizer.xml", "CPU")([TEXT * (tokens // 20 + 2)])["input_ids"]
-    return str(core.compile_model(model / "openvino_detokenizer.xml", "CPU")(ids[:, :tokens])["string_output"][0])
+    ids = core.compile_model(model / "openvino_tokenizer.xml", "CPU")(
+        [TEXT * (tokens // 20 + 2)]
+    )["input_ids"]
+    return str(
+        core.compile_model(model / "openvino_detokenizer.xml", "CPU")(ids[:, :tokens])[
+            "string_output"
+        ][0]
+    )
 
 
 def unet_floor(model: Path, size: int) -> float:
-    """Seconds of one UNet inference as the sample runs it (batch 2, static shapes, f32 timestep), median of 10."""
+    """Seconds of one UNet inference as the sample runs it (batch 2, static shapes, f32
+    timestep), median of 10."""
     core = ov.Core()
     unet = core.read_model(model / "unet" / "openvino_model.xml")
     hidden = unet.input("encoder_hidden_states").partial_shape[2].get_length()
     unet.input("timestep").get_node().set_element_type(ov.Type.f32)
-    unet.reshape({"sample": [2, 4, size // 8, size // 8], "timestep": [2], "encoder_hidden_states": [2, 77, hidden]})
+    unet.reshape(
+        {
+            "sample": [2, 4, size // 8, size // 8],
+            "timestep": [2],
+            "encoder_hidden_states": [2, 77, hidden],
+        }
+    )
     request = core.compile_model(unet, "CPU").create_infer_request()
-    inputs = [np.random.default_rng(0).standard_normal((2, 4, size // 8, size // 8)).astype(np.float32),
-              np.full(2, 500, np.float32), np.zeros((2, 77, hidden), np.float32)]
+    inputs = [
+        np.random.default_rng(0)
+        .standard_normal((2, 4, size // 8, size // 8))
+        .astype(np.float32),
+        np.full(2, 500, np.float32),
+        np.zeros((2, 77, hidden), np.float32),
+    ]
     request.infer(inputs)
     times = []
     for _ in range(10):
@@ -135,142 +202,360 @@ def unet_floor(model: Path, size: int) -> float:
 
 
 class Table:
-    """Rows of medians: a figure, ours, genai (paged attention), genai (SDPA), and our ratio to each."""
+    """Rows of medians: a figure, ours, genai (paged attention), genai (SDPA), and our
+    ratio to each."""
 
     def __init__(self):
         self.rows = []
 
-    def add(self, figure: str, ours: list[float], paged: list[float] | None, sdpa: list[float] | None, unit: str):
-        """Each list holds one figure a run; run i of every side ran next to run i of the others."""
-        cells = [statistics.median(values) if values else None for values in (ours, paged, sdpa)]
-        ratios = [f"{statistics.median(mine / theirs for mine, theirs in zip(ours, other)):.2f}" if other else ""
-                  for other in (paged, sdpa)]
-        shown = ["" if value is None else f"{value:.2f}" if unit.startswith("ratio") else
-                 f"{value:.{0 if value >= 100 else 3 if value < 1 else 1}f}" for value in cells]
-        self.rows.append(f"| {figure} ({unit}) | {' | '.join(shown)} | {' | '.join(ratios)} |")
+    def add(
+        self,
+        figure: str,
+        ours: list[float],
+        paged: list[float] | None,
+        sdpa: list[float] | None,
+        unit: str,
+    ):
+        """Each list holds one figure a run; run i of every side ran next to run i of
+        the others."""
+        cells = [
+            statistics.median(values) if values else None
+            for values in (ours, paged, sdpa)
+        ]
+        ratios = [
+            f"{statistics.median(mine / theirs for mine, theirs in zip(ours, other)):.2f}"
+            if other
+            else ""
+            for other in (paged, sdpa)
+        ]
+        shown = [
+            ""
+            if value is None
+            else f"{value:.2f}"
+            if unit.startswith("ratio")
+            else f"{value:.{0 if value >= 100 else 3 if value < 1 else 1}f}"
+            for value in cells
+        ]
+        self.rows.append(
+            f"| {figure} ({unit}) | {' | '.join(shown)} | {' | '.join(ratios)} |"
+        )
         print(self.rows[-1], file=sys.stderr)
 
     def __str__(self):
-        return "\n".join(["| figure | ours | genai (paged) | genai (SDPA) | ours / paged | ours / SDPA |",
-                          "| --- | ---: | ---: | ---: | ---: | ---: |", *self.rows])
+        return "\n".join(
+            [
+                "| figure | ours | genai (paged) | genai (SDPA) | ours / paged | ours / SDPA |",
+                "| --- | ---: | ---: | ---: | ---: | ---: |",
+                *self.rows,
+            ]
+        )
 
 
 def figures(stderr: str) -> tuple[float, float]:
-    """greedy.py's (and paged_attention.py's) last stderr line: time to first token (ms) and decode tokens/s."""
-    words = stderr.strip().splitlines()[-1].replace(",", "").split()
-    return float(words[words.index("first") + 2]), float(words[-2])
+    """greedy.py's (and paged_attention.py's) stats line: time to first token (ms) and
+    decode tokens/s."""
+    stats = last_stats(stderr)
+    return stats["first_token_ms"], stats["tokens_per_second"]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=REPO / "models" / "SmolLM2-135M-Instruct", help="LLM folder")
-    parser.add_argument("--sd-model", type=Path, default=REPO / "tests" / "data" / "tiny-sd" / "ir")
-    parser.add_argument("--runs", type=int, default=5, help="measured runs per figure, after one warm-up run")
-    parser.add_argument("--quick", action="store_true", help="tiny fixtures, short prompts, one run: a smoke test")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=REPO / "models" / "SmolLM2-135M-Instruct",
+        help="LLM folder",
+    )
+    parser.add_argument(
+        "--sd-model", type=Path, default=REPO / "tests" / "data" / "tiny-sd" / "ir"
+    )
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=5,
+        help="measured runs per figure, after one warm-up run",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny fixtures, short prompts, one run: a smoke test",
+    )
+    parser.add_argument(
+        "--lengths",
+        type=int,
+        nargs="+",
+        help="greedy prompt lengths (default 16 512 2048)",
+    )
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        choices=PARTS,
+        default=PARTS,
+        help="the figures to measure (default all)",
+    )
     args = parser.parse_args()
     model = REPO / "tests" / "data" / "tiny-llama" / "ir" if args.quick else args.model
-    lengths, new_tokens, beam_tokens, extra = ((16, 64), 16, 8, 3) if args.quick else ((16, 512, 2048), 128, 20, 5)
+    lengths, new_tokens, beam_tokens, extra = (
+        ((16, 64), 16, 8, 3) if args.quick else ((16, 512, 2048), 128, 20, 5)
+    )
+    lengths = args.lengths or lengths
     throughput_tokens = 16 if args.quick else 32
     runs, warm_up = (1, 0) if args.quick else (args.runs, 1)
     size, steps = (64, 3) if args.quick else (512, 20)
     table, sides = Table(), {"paged": {}, "sdpa": {"ATTENTION_BACKEND": "SDPA"}}
     with open("/proc/cpuinfo") as cpuinfo:
-        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "a CPU")
-    print(f"{cpu}, {os.cpu_count()} logical cores, OpenVINO {ov.get_version()}, {runs} run(s) per figure (median)\n")
+        cpu = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in cpuinfo
+                if line.startswith("model name")
+            ),
+            "a CPU",
+        )
+    print(
+        f"{cpu}, {os.cpu_count()} logical cores, OpenVINO {ov.get_version()}, {runs} run(s) per figure (median)\n"
+    )
     scratch = Path(tempfile.mkdtemp(prefix="benchmark-"))
 
-    for f32 in (False, True):
-        hints, precision = (F32_HINTS, "f32") if f32 else ({}, "default precision")
-        for length in lengths:
-            prompt = prompt_of(model, length)
-            results = {"greedy.py": [], "paged_attention.py": [], "paged": [], "sdpa": []}
+    if "greedy" in args.parts:
+        for f32 in (False, True):
+            hints, precision = (F32_HINTS, "f32") if f32 else ({}, "default precision")
+            for length in lengths:
+                prompt = prompt_of(model, length)
+                results = {
+                    "greedy.py": [],
+                    "paged_attention.py": [],
+                    "paged": [],
+                    "sdpa": [],
+                }
+                for run_index in range(warm_up + runs):
+                    measured = []
+                    for name in ("greedy.py", "paged_attention.py"):
+                        _, stderr, rss, _ = sample(
+                            name,
+                            model,
+                            prompt,
+                            "--max-new-tokens",
+                            new_tokens,
+                            *(["--f32"] if f32 else []),
+                        )
+                        measured.append((name, *figures(stderr), rss))
+                    for side, properties in sides.items():
+                        task = {
+                            "kind": "text",
+                            "model": str(model),
+                            "properties": {**properties, **hints},
+                            "generation": {},
+                            "prompts": [prompt],
+                            "max_new_tokens": new_tokens,
+                            "warm_up": False,
+                        }
+                        result, rss = genai(task)
+                        measured.append(
+                            (side, result["ttft_ms"], result["tokens_per_s"], rss)
+                        )
+                    if run_index >= warm_up:
+                        for side, ttft, speed, rss in measured:
+                            results[side].append((ttft, speed, rss))
+                for column, name, unit in (
+                    (0, "time to first token", "ms, lower is better"),
+                    (1, "decode", "tokens/s, higher is better"),
+                    (2, "peak RSS", "MB"),
+                ):
+                    for ours in ("greedy.py", "paged_attention.py"):
+                        table.add(
+                            f"greedy {name}, {length}-token prompt, {precision}, {ours}",
+                            *(
+                                [row[column] for row in results[side]]
+                                for side in (ours, "paged", "sdpa")
+                            ),
+                            unit,
+                        )
+
+    if "beam" in args.parts:
+        short = prompt_of(model, 16)
+        for beams, groups in ((4, 1), (15, 3)):
+            options = [
+                "--max-new-tokens",
+                beam_tokens,
+                "--num-beams",
+                beams,
+                "--num-beam-groups",
+                groups,
+                "--num-return-sequences",
+                1,
+            ]
+            generation = {
+                "num_beams": beams,
+                "num_beam_groups": groups,
+                "num_return_sequences": beams,
+                "diversity_penalty": 1.0 if groups > 1 else 0.0,
+            }
+            results = {"ours": [], "paged": [], "sdpa": []}
             for run_index in range(warm_up + runs):
-                measured = []
-                for name in ("greedy.py", "paged_attention.py"):
-                    _, stderr, rss, _ = sample(name, model, prompt, "--max-new-tokens", new_tokens,
-                                               *(["--f32"] if f32 else []))
-                    measured.append((name, *figures(stderr), rss))
+                times, rss = line_times(
+                    "beam_search.py", model, *[short] * (1 + extra), *options
+                )
+                measured = [("ours", (times[-1] - times[0]) / extra, rss)]
                 for side, properties in sides.items():
-                    task = {"kind": "text", "model": str(model), "properties": {**properties, **hints},
-                            "generation": {}, "prompts": [prompt], "max_new_tokens": new_tokens, "warm_up": False}
-                    result, rss = genai(task)
-                    measured.append((side, result["ttft_ms"], result["tokens_per_s"], rss))
+                    result, rss = genai(
+                        {
+                            "kind": "text",
+                            "model": str(model),
+                            "properties": properties,
+                            "prompts": [short],
+                            "generation": generation,
+                            "max_new_tokens": beam_tokens,
+                            "warm_up": True,
+                        }
+                    )
+                    measured.append((side, result["wall_s"], rss))
                 if run_index >= warm_up:
-                    for side, ttft, speed, rss in measured:
-                        results[side].append((ttft, speed, rss))
-            for column, name, unit in ((0, "time to first token", "ms, lower is better"),
-                                       (1, "decode", "tokens/s, higher is better"), (2, "peak RSS", "MB")):
-                for ours in ("greedy.py", "paged_attention.py"):
-                    table.add(f"greedy {name}, {length}-token prompt, {precision}, {ours}",
-                              *([row[column] for row in results[side]] for side in (ours, "paged", "sdpa")), unit)
+                    for side, seconds, rss in measured:
+                        results[side].append((seconds, rss))
+            for column, name, unit in (
+                (0, "wall time", "s, lower is better"),
+                (1, "peak RSS", "MB"),
+            ):
+                table.add(
+                    f"beam search {name}, {beam_tokens} new tokens, {beams} beams in {groups} group(s)",
+                    *(
+                        [row[column] for row in results[side]]
+                        for side in ("ours", "paged", "sdpa")
+                    ),
+                    unit,
+                )
 
-    short = prompt_of(model, 16)
-    for beams, groups in ((4, 1), (15, 3)):
-        options = ["--max-new-tokens", beam_tokens, "--num-beams", beams, "--num-beam-groups", groups,
-                   "--num-return-sequences", 1]
-        generation = {"num_beams": beams, "num_beam_groups": groups, "num_return_sequences": beams,
-                      "diversity_penalty": 1.0 if groups > 1 else 0.0}
-        results = {"ours": [], "paged": [], "sdpa": []}
+    if "throughput" in args.parts:
+        prompts = THROUGHPUT_PROMPTS[:4] if args.quick else THROUGHPUT_PROMPTS
+        prompts_file = scratch / "prompts.txt"
+        prompts_file.write_text("".join(prompt + "\n" for prompt in prompts))
+        results = {
+            "ours": [],
+            "ours, 1 request": [],
+            "batching": [],
+            "paged": [],
+            "sdpa": [],
+        }
         for run_index in range(warm_up + runs):
-            times, rss = line_times("beam_search.py", model, *[short] * (1 + extra), *options)
-            measured = [("ours", (times[-1] - times[0]) / extra, rss)]
+            _, stderr, rss, _ = sample(
+                "throughput.py",
+                model,
+                "--prompts",
+                prompts_file,
+                "--max-new-tokens",
+                throughput_tokens,
+                "--compare",
+            )
+            speeds = [
+                parse_stats(line)["tokens_per_second"]
+                for line in stderr.strip().splitlines()
+            ]
+            _, stderr, _, _ = sample(
+                "continuous_batching.py",
+                model,
+                "--prompts",
+                prompts_file,
+                "--max-new-tokens",
+                throughput_tokens,
+            )
+            measured = [
+                ("ours", speeds[0]),
+                ("ours, 1 request", speeds[1]),
+                ("batching", last_stats(stderr)["tokens_per_second"]),
+            ]
             for side, properties in sides.items():
-                result, rss = genai({"kind": "text", "model": str(model), "properties": properties, "prompts": [short],
-                                     "generation": generation, "max_new_tokens": beam_tokens, "warm_up": True})
-                measured.append((side, result["wall_s"], rss))
+                result, _ = genai(
+                    {
+                        "kind": "text",
+                        "model": str(model),
+                        "properties": properties,
+                        "prompts": prompts,
+                        "generation": {},
+                        "max_new_tokens": throughput_tokens,
+                        "warm_up": False,
+                    }
+                )
+                measured.append((side, result["aggregate_tokens_per_s"]))
             if run_index >= warm_up:
-                for side, seconds, rss in measured:
-                    results[side].append((seconds, rss))
-        for column, name, unit in ((0, "wall time", "s, lower is better"), (1, "peak RSS", "MB")):
-            table.add(f"beam search {name}, {beam_tokens} new tokens, {beams} beams in {groups} group(s)",
-                      *([row[column] for row in results[side]] for side in ("ours", "paged", "sdpa")), unit)
+                for side, speed in measured:
+                    results[side].append(speed)
+        for how, ours in (
+            ("throughput.py, optimal requests", results["ours"]),
+            ("throughput.py, 1 request", results["ours, 1 request"]),
+            ("continuous_batching.py", results["batching"]),
+        ):
+            table.add(
+                f"throughput, {len(prompts)} prompts x {throughput_tokens} new tokens, {how}",
+                ours,
+                results["paged"],
+                results["sdpa"],
+                "tokens/s, higher is better",
+            )
 
-    prompts = THROUGHPUT_PROMPTS[:4] if args.quick else THROUGHPUT_PROMPTS
-    prompts_file = scratch / "prompts.txt"
-    prompts_file.write_text("".join(prompt + "\n" for prompt in prompts))
-    results = {"ours": [], "ours, 1 request": [], "batching": [], "paged": [], "sdpa": []}
-    for run_index in range(warm_up + runs):
-        _, stderr, rss, _ = sample("throughput.py", model, "--prompts", prompts_file, "--max-new-tokens",
-                                   throughput_tokens, "--compare")
-        speeds = [float(line.split()[-2]) for line in stderr.strip().splitlines()]
-        _, stderr, _, _ = sample("continuous_batching.py", model, "--prompts", prompts_file, "--max-new-tokens",
-                                   throughput_tokens)
-        measured = [("ours", speeds[0]), ("ours, 1 request", speeds[1]), ("batching", float(stderr.split()[-2]))]
-        for side, properties in sides.items():
-            result, _ = genai({"kind": "text", "model": str(model), "properties": properties, "prompts": prompts,
-                               "generation": {}, "max_new_tokens": throughput_tokens, "warm_up": False})
-            measured.append((side, result["aggregate_tokens_per_s"]))
-        if run_index >= warm_up:
-            for side, speed in measured:
-                results[side].append(speed)
-    for how, ours in (("throughput.py, optimal requests", results["ours"]),
-                      ("throughput.py, 1 request", results["ours, 1 request"]),
-                      ("continuous_batching.py", results["batching"])):
-        table.add(f"throughput, {len(prompts)} prompts x {throughput_tokens} new tokens, {how}", ours,
-                  results["paged"], results["sdpa"], "tokens/s, higher is better")
-
-    results = {"ours": [], "paged": [], "floor": [], "rss": [], "genai rss": []}
-    image = scratch / "image.png"
-    for run_index in range(warm_up + runs):
-        _, stderr, rss, _ = sample("stable_diffusion.py", args.sd_model, "a lighthouse at sunset", "--steps", steps,
-                                   "--width", size, "--height", size, "--output", image)
-        step_times = [float(line.split()[2]) for line in stderr.splitlines() if line.startswith("step ")]
-        result, genai_rss = genai({"kind": "image", "model": str(args.sd_model), "prompt": "a lighthouse at sunset",
-                                   "size": size, "steps": steps})
-        floor = unet_floor(args.sd_model, size)
-        if run_index >= warm_up:
-            results["ours"].append(statistics.median(step_times[1:]))
-            results["paged"].append(result["step_s"])
-            results["floor"].append(floor)
-            results["rss"].append(rss)
-            results["genai rss"].append(genai_rss)
+    if "image" in args.parts:
+        results = {"ours": [], "paged": [], "floor": [], "rss": [], "genai rss": []}
+        image = scratch / "image.png"
+        for run_index in range(warm_up + runs):
+            _, stderr, rss, _ = sample(
+                "stable_diffusion.py",
+                args.sd_model,
+                "a lighthouse at sunset",
+                "--steps",
+                steps,
+                "--width",
+                size,
+                "--height",
+                size,
+                "--output",
+                image,
+            )
+            step_times = [
+                float(line.split()[2])
+                for line in stderr.splitlines()
+                if line.startswith("step ")
+            ]
+            result, genai_rss = genai(
+                {
+                    "kind": "image",
+                    "model": str(args.sd_model),
+                    "prompt": "a lighthouse at sunset",
+                    "size": size,
+                    "steps": steps,
+                }
+            )
+            floor = unet_floor(args.sd_model, size)
+            if run_index >= warm_up:
+                results["ours"].append(statistics.median(step_times[1:]))
+                results["paged"].append(result["step_s"])
+                results["floor"].append(floor)
+                results["rss"].append(rss)
+                results["genai rss"].append(genai_rss)
+        table.add(
+            f"image, {size}x{size}, {steps} steps, per step after the first",
+            results["ours"],
+            results["paged"],
+            None,
+            "s, lower is better",
+        )
+        table.add(
+            "image, the UNet's own inference (the floor)",
+            results["floor"],
+            None,
+            None,
+            "s",
+        )
+        table.add(
+            "image, per step / floor",
+            [mine / floor for mine, floor in zip(results["ours"], results["floor"])],
+            None,
+            None,
+            "ratio, run by run",
+        )
+        table.add("image, peak RSS", results["rss"], results["genai rss"], None, "MB")
     shutil.rmtree(scratch)
-    table.add(f"image, {size}x{size}, {steps} steps, per step after the first", results["ours"], results["paged"],
-              None, "s, lower is better")
-    table.add("image, the UNet's own inference (the floor)", results["floor"], None, None, "s")
-    table.add("image, per step / floor", [mine / floor for mine, floor in zip(results["ours"], results["floor"])],
-              None, None, "ratio, run by run")
-    table.add("image, peak RSS", results["rss"], results["genai rss"], None, "MB")
     print(table)
 
 

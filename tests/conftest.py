@@ -1,22 +1,46 @@
-"""Shared helpers: run a sample file as a user would, and the fixtures' locations."""
+"""Shared helpers: run a sample file as a user would, the fixtures and their checks.
+
+Test modules import from here only, never from each other.
+"""
+
 import json
 import os
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
+import numpy as np
+import openvino as ov
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "scripts"))  # the stats-line parser the scripts share
+
+from stats_line import last_stats, parse_stats  # noqa: F401
+
 TINY_LLAMA = REPO / "tests" / "data" / "tiny-llama"
+TINY_IR = TINY_LLAMA / "ir"
+TINY_SD = REPO / "tests" / "data" / "tiny-sd"
+TINY_LCM = REPO / "tests" / "data" / "tiny-lcm"
 DEFAULT_MODEL = REPO / "models" / "SmolLM2-135M-Instruct"
+# Prompts for the real model in one batch: ASCII, Chinese, emoji, code.
+REAL_BATCH_PROMPTS = [
+    "The Sun is a star. Its light",
+    "中国的首都是",
+    "My favourite emoji are 🙂 and",
+    "Paris",
+    "Once upon a time, a little robot",
+    "def quicksort(items):",
+]
 
 
 class Run:
-    """A finished sample process: exit code, stdout and stderr as UTF-8 text (no newline translation)."""
+    """A finished sample process: exit code, stdout and stderr as UTF-8 text."""
 
     def __init__(self, process: subprocess.CompletedProcess):
         self.returncode = process.returncode
@@ -28,14 +52,33 @@ def sample_env() -> dict:
     return {**os.environ, "PYTHONIOENCODING": "utf-8", "HF_HUB_OFFLINE": "1"}
 
 
-def check_ctrl_c(name: str, *args, started) -> None:
-    """SIGINT to samples/NAME once started(process) is true (it may block until then): exit code 130, no traceback."""
+def run_sample(name: str, *args, timeout: float = 300, stdin: str = "") -> Run:
+    """Run samples/NAME with ARGS in a fresh Python process, STDIN as its standard
+    input."""
     command = [sys.executable, str(REPO / "samples" / name), *map(str, args)]
-    # A shell's background job (CI under nohup, say) ignores SIGINT, and a child inherits an ignored signal; a handled
-    # one is reset to the default on exec. So the sample starts as it would in a terminal.
+    process = subprocess.run(
+        command,
+        check=False,
+        capture_output=True,
+        timeout=timeout,
+        env=sample_env(),
+        input=stdin.encode("utf-8"),
+    )
+    return Run(process)
+
+
+def check_ctrl_c(name: str, *args, started) -> None:
+    """SIGINT to samples/NAME once started(process) is true (it may block until then):
+    exit code 130, no traceback."""
+    command = [sys.executable, str(REPO / "samples" / name), *map(str, args)]
+    # A shell's background job (CI under nohup, say) ignores SIGINT, and a child
+    # inherits an ignored signal; a handled one is reset to the default on exec. So the
+    # sample starts as it would in a terminal.
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=sample_env())
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=sample_env()
+        )
     finally:
         signal.signal(signal.SIGINT, previous)
     assert started(process)
@@ -45,15 +88,9 @@ def check_ctrl_c(name: str, *args, started) -> None:
     assert b"Traceback" not in stderr
 
 
-def run_sample(name: str, *args: str, timeout: float = 300, stdin: str = "") -> Run:
-    """Run samples/NAME with ARGS in a fresh Python process, STDIN as its standard input."""
-    command = [sys.executable, str(REPO / "samples" / name), *map(str, args)]
-    return Run(subprocess.run(command, check=False, capture_output=True, timeout=timeout, env=sample_env(),
-                              input=stdin.encode("utf-8")))
-
-
 def check_bad_input(run: Run, says: str) -> None:
-    """Bad input: exit code 2, nothing on stdout, one line on stderr that contains SAYS, no traceback."""
+    """Bad input: exit code 2, nothing on stdout, one line on stderr that contains SAYS,
+    no traceback."""
     assert run.returncode == 2
     assert run.stdout == ""
     assert len(run.stderr.strip().splitlines()) == 1, run.stderr
@@ -62,14 +99,69 @@ def check_bad_input(run: Run, says: str) -> None:
 
 def rebuild(script: str, out: Path) -> Path:
     """Run scripts/SCRIPT afresh into OUT (a fixture builder) and return OUT."""
-    build = subprocess.run([sys.executable, str(REPO / "scripts" / script), str(out)], check=False,
-                           capture_output=True, text=True)
+    command = [sys.executable, str(REPO / "scripts" / script), str(out)]
+    build = subprocess.run(command, check=False, capture_output=True, text=True)
     assert build.returncode == 0, build.stderr[-3000:]
     return out
 
 
+class MissingFixture(dict):
+    """Stands for the cases of a fixture file that is not there: any use fails the test
+    that uses it (and only that one), saying how to build the file."""
+
+    def __init__(self, path: Path, script: str):
+        super().__init__()
+        self.message = f"{path} is missing: build it with python scripts/{script}"
+
+    def __getitem__(self, key):
+        pytest.fail(self.message)
+
+    def get(self, key, default=None):
+        pytest.fail(self.message)
+
+
+def read_cases(path: Path, script: str):
+    """The cases recorded in a fixture's JSON file (a list, or a dict by name)."""
+    if path.is_file():
+        return json.loads(path.read_text())
+    if path.name == "cases.json":
+        return {"missing": MissingFixture(path, script)}
+    return [MissingFixture(path, script)]
+
+
+def tiny_llama_cases(folder: Path = TINY_LLAMA) -> list[dict]:
+    """transformers' greedy outputs on the tiny Llama (scripts/tiny_llm.py)."""
+    return read_cases(folder / "expected.json", "tiny_llm.py")
+
+
+def chat_cases(folder: Path = TINY_LLAMA) -> list[dict]:
+    """transformers' chat answers on the tiny Llama (scripts/tiny_llm.py)."""
+    return read_cases(folder / "expected_chat.json", "tiny_llm.py")
+
+
+def image_cases(folder: Path) -> dict:
+    """diffusers' image cases of a tiny SD or LCM fixture, by name."""
+    script = "tiny_lcm.py" if folder.name == "tiny-lcm" else "tiny_sd.py"
+    return read_cases(folder / "expected" / "cases.json", script)
+
+
+def copy_without(folder: Path, name: str, destination: Path) -> Path:
+    """A copy of an IR folder without one of its files."""
+    shutil.copytree(folder, destination, dirs_exist_ok=True)
+    (destination / name).unlink()
+    return destination
+
+
+def copy_with_truncated(folder: Path, name: str, destination: Path) -> Path:
+    """A copy of an IR folder whose file NAME is cut in half (an interrupted copy)."""
+    shutil.copytree(folder, destination, dirs_exist_ok=True)
+    data = (destination / name).read_bytes()
+    (destination / name).write_bytes(data[: len(data) // 2])
+    return destination
+
+
 def ir_copy_with_eos(folder: Path, destination: Path, eos_token_id: int | None) -> Path:
-    """A copy of an IR folder whose tokenizer rt_info names another EOS id, or none (None)."""
+    """A copy of an IR folder whose tokenizer rt_info names another EOS id, or none."""
     shutil.copytree(folder, destination, dirs_exist_ok=True)
     xml = destination / "openvino_tokenizer.xml"
     entry = "" if eos_token_id is None else f'<eos_token_id value="{eos_token_id}" />'
@@ -77,21 +169,166 @@ def ir_copy_with_eos(folder: Path, destination: Path, eos_token_id: int | None) 
     return destination
 
 
-def tiny_llama_cases(folder: Path = TINY_LLAMA) -> list[dict]:
-    expected = folder / "expected.json"
-    if not expected.is_file():
-        pytest.fail(f"{expected} is missing: build it with python scripts/tiny_llm.py")
-    return json.loads(expected.read_text())
+def non_stateful_folder(destination: Path) -> Path:
+    """The tiny tokenizer IRs and a model without beam_idx (a non-stateful export)."""
+    shutil.copytree(TINY_IR, destination, dirs_exist_ok=True)
+    inputs = [
+        ov.opset13.parameter([-1, -1], ov.Type.i64, name=name)
+        for name in ("input_ids", "attention_mask", "position_ids")
+    ]
+    logits = ov.opset13.convert(ov.opset13.unsqueeze(inputs[0], 2), ov.Type.f32)
+    logits.output(0).set_names({"logits"})
+    ov.save_model(ov.Model([logits], inputs), destination / "openvino_model.xml")
+    return destination
+
+
+def llm_folder(problem: str, tmp_path: Path) -> Path:
+    """A model folder with a PROBLEM every LLM sample must refuse in one line."""
+    if problem == "missing folder":
+        return tmp_path / "nowhere"
+    if problem == "empty folder":
+        return tmp_path
+    if problem == "no detokenizer":
+        return copy_without(TINY_IR, "openvino_detokenizer.xml", tmp_path / "ir")
+    if problem == "truncated model":
+        return copy_with_truncated(TINY_IR, "openvino_model.xml", tmp_path / "ir")
+    if problem == "truncated tokenizer":
+        return copy_with_truncated(TINY_IR, "openvino_tokenizer.xml", tmp_path / "ir")
+    if problem == "not stateful":
+        return non_stateful_folder(tmp_path / "ir")
+    if problem == "no eos id":
+        return ir_copy_with_eos(TINY_IR, tmp_path / "ir", None)
+    raise ValueError(problem)
+
+
+# What the stderr line says for each unfit folder.
+LLM_FOLDER_PROBLEMS = {
+    "missing folder": "openvino_model.xml",
+    "empty folder": "scripts/prepare_default_model.py",
+    "no detokenizer": "openvino_detokenizer.xml",
+    "truncated model": "cannot read",
+    "truncated tokenizer": "cannot read",
+    "not stateful": "stateful",
+    "no eos id": "eos_token_id",
+}
+
+
+def check_against_reference(run: Run, case: dict) -> None:
+    """stdout is the text transformers' tokens decode to; the stats line counts the
+    same prompt and new tokens."""
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == case["text"] + "\n"
+    stats = last_stats(run.stderr)
+    assert stats["prompt_tokens"] == len(case["prompt_ids"])
+    assert stats["new_tokens"] == len(case["new_ids"])
+
+
+def hypotheses(stdout: str) -> list[tuple[float, str]]:
+    """beam_search.py's lines `score: text` (newlines shown as \\n) -> (score, text)."""
+    pairs = [line.split(": ", 1) for line in stdout.split("\n")[:-1]]
+    return [(float(score), text) for score, text in pairs]
+
+
+RERUN = "the history does not extend the cache: running all of it again"
+
+
+def check_chat(run: Run, answers: list[dict]) -> None:
+    """stdout: each answer on its own line(s); stderr: per turn, a re-run notice where
+    the history does not extend the cache, then the tokens fed and the new tokens."""
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "".join(answer["answer"] + "\n" for answer in answers)
+    expected_stderr = []
+    for answer in answers:
+        if not answer["extends_cache"]:
+            expected_stderr.append(RERUN)
+        expected_stderr.append(
+            f"{answer['fed']} tokens fed, {answer['new_tokens']} new tokens"
+        )
+    assert run.stderr.splitlines() == expected_stderr
+
+
+def chat_args(conversation: dict) -> list:
+    args = ["--max-new-tokens", conversation["max_new_tokens"], "--f32"]
+    if conversation["system"]:
+        args += ["--system", conversation["system"]]
+    return args
+
+
+def read_png(path: Path) -> np.ndarray:
+    """A strict reader for what the samples write: 8-bit RGB, no interlace, filter 0
+    rows, chunk CRCs checked."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    chunks = {}
+    offset = 8
+    while offset < len(data):
+        (length,) = struct.unpack(">I", data[offset : offset + 4])
+        kind = data[offset + 4 : offset + 8]
+        body = data[offset + 8 : offset + 8 + length]
+        (crc,) = struct.unpack(">I", data[offset + 8 + length :][:4])
+        assert crc == zlib.crc32(kind + body), kind
+        chunks[kind] = chunks.get(kind, b"") + body
+        offset += 12 + length
+    assert list(chunks) == [b"IHDR", b"IDAT", b"IEND"]
+    width, height, *layout = struct.unpack(">IIBBBBB", chunks[b"IHDR"])
+    assert layout == [8, 2, 0, 0, 0]  # depth, RGB, deflate, filtering, no interlace
+    rows = np.frombuffer(zlib.decompress(chunks[b"IDAT"]), np.uint8)
+    rows = rows.reshape(height, 1 + width * 3)
+    assert not rows[:, 0].any()  # filter type 0 on every row
+    return rows[:, 1:].reshape(height, width, 3)
+
+
+def check_image(png: Path, expected: np.ndarray, case: dict) -> None:
+    """The PNG is the reference image, of the case's size, within 1 uint8 level on
+    every pixel (torch and OpenVINO round differently in f32)."""
+    image = read_png(png)
+    assert image.shape == expected.shape == (case["height"], case["width"], 3)
+    assert np.abs(image.astype(int) - expected).max() <= 1
+
+
+def model_for(case: dict, tmp_path: Path, ir: Path) -> Path:
+    """The IR folder, or a copy whose scheduler_config.json carries the case's changes."""
+    if not case.get("scheduler"):
+        return ir
+    shutil.copytree(ir, tmp_path / "model")
+    config = tmp_path / "model" / "scheduler" / "scheduler_config.json"
+    config.write_text(
+        json.dumps({**json.loads(config.read_text()), **case["scheduler"]})
+    )
+    return tmp_path / "model"
+
+
+def generate_image(sample: str, case: dict, model: Path, output: Path, *extra) -> Run:
+    """Run samples/SAMPLE (stable_diffusion.py or lcm.py) on one image case."""
+    args = [model, case["prompt"], "--steps", case["steps"]]
+    args += ["--guidance-scale", case["guidance"], "--seed", case["seed"]]
+    args += ["--width", case["width"], "--height", case["height"], "--output", output]
+    if "negative" in case:
+        args += ["--negative-prompt", case["negative"]]
+    return run_sample(sample, *args, *extra)
+
+
+def check_image_case(sample: str, case: dict, expected, tmp_path: Path, ir: Path):
+    """With --f32 the PNG is diffusers' image, and stderr shows every step."""
+    output = tmp_path / "out.png"
+    run = generate_image(sample, case, model_for(case, tmp_path, ir), output, "--f32")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == ""
+    steps = [line.split(":")[0] for line in run.stderr.splitlines()[:-1]]
+    assert steps == [f"step {i}/{case['steps']}" for i in range(1, case["steps"] + 1)]
+    check_image(output, expected, case)
 
 
 @pytest.fixture(scope="session")
 def default_model() -> Path:
     """The real default model folder; prepared (idempotently) when missing."""
     if not (DEFAULT_MODEL / "openvino_model.xml").is_file():
-        prepare = subprocess.run([sys.executable, str(REPO / "scripts" / "prepare_default_model.py")],
-                                 check=False, capture_output=True, text=True)
+        script = str(REPO / "scripts" / "prepare_default_model.py")
+        prepare = subprocess.run(
+            [sys.executable, script], check=False, capture_output=True, text=True
+        )
         if prepare.returncode != 0:
-            pytest.fail(f"scripts/prepare_default_model.py failed: {prepare.stderr.strip()}")
+            pytest.fail(f"scripts/prepare_default_model.py failed: {prepare.stderr}")
     return DEFAULT_MODEL
 
 

@@ -1,9 +1,12 @@
-"""samples/speculative_decoding.py and samples/prompt_lookup.py: both must give greedy decoding's text exactly.
+"""samples/speculative_decoding.py and samples/prompt_lookup.py: both must give greedy
+decoding's text exactly.
 
-Fast tier: the committed tiny fixture, whose transformers greedy texts are in expected.json. Reference tier (marked):
-the real pair, the default u4 model drafting for an fp32 conversion of the same GGUF, against greedy.py.
+Fast tier: the committed tiny fixture, whose transformers greedy texts are in
+expected.json. Reference tier (marked):
+the real pair, the default u4 model drafting for an fp32 conversion of the same GGUF,
+against greedy.py.
 """
-import re
+
 import shutil
 import subprocess
 import sys
@@ -13,31 +16,37 @@ import numpy as np
 import openvino as ov
 import pytest
 
-from conftest import REPO, TINY_LLAMA, check_bad_input, ir_copy_with_eos, run_sample, tiny_llama_cases
+from conftest import (
+    REPO,
+    TINY_IR,
+    check_bad_input,
+    ir_copy_with_eos,
+    last_stats,
+    run_sample,
+    tiny_llama_cases,
+)
 
-IR = TINY_LLAMA / "ir"
+IR = TINY_IR
 CASES = tiny_llama_cases()
-SPECULATIVE = re.compile(r"^(\d+) prompt tokens, (\d+) new tokens in [\d.]+ s, (\d+) main-model inferences, "
-                         r"(\d+) of (\d+) draft tokens accepted$")
-LOOKUP = re.compile(r"^(\d+) prompt tokens, (\d+) new tokens in [\d.]+ s, (\d+) inferences, "
-                    r"(\d+) of (\d+) guesses accepted$")
 
 
-def stats(run, pattern: re.Pattern) -> dict:
-    """The last stderr line: prompt and new tokens, inferences of the checking model, guesses accepted and made."""
+def stats(run) -> dict:
+    """The stats line: prompt and new tokens, inferences of the checking model, guesses
+    accepted and made."""
     assert run.returncode == 0, run.stderr
-    found = pattern.match(run.stderr.strip().splitlines()[-1])
-    assert found, run.stderr
-    return dict(zip(("prompt", "new", "inferences", "accepted", "proposed"), map(int, found.groups())))
+    return last_stats(run.stderr)
 
 
 def disagreeing_draft(tmp_path: Path) -> Path:
-    """The tiny model with its vocabulary reversed at the output: same tokenizer, guesses the main model rejects."""
+    """The tiny model with its vocabulary reversed at the output: same tokenizer,
+    guesses the main model rejects."""
     shutil.copytree(IR, tmp_path / "draft")
     model = ov.Core().read_model(IR / "openvino_model.xml")
     logits = model.output("logits").get_node()
     vocab = logits.get_output_partial_shape(0)[2].get_length()
-    reversed_logits = ov.opset13.gather(logits.input_value(0), np.arange(vocab)[::-1].copy(), np.int64(2))
+    reversed_logits = ov.opset13.gather(
+        logits.input_value(0), np.arange(vocab)[::-1].copy(), np.int64(2)
+    )
     logits.input(0).replace_source_output(reversed_logits.output(0))
     ov.save_model(model, tmp_path / "draft" / "openvino_model.xml")
     return tmp_path / "draft"
@@ -45,49 +54,94 @@ def disagreeing_draft(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("case", CASES, ids=[f"prompt{i}" for i in range(len(CASES))])
 def test_speculative_with_the_model_itself_as_draft_is_greedy(case):
-    """Every guess is the main model's own choice: transformers' greedy text with fewer main-model inferences."""
-    run = run_sample("speculative_decoding.py", IR, IR, case["prompt"], "--max-new-tokens", case["max_new_tokens"],
-                     "--f32")
+    """Every guess is the main model's own choice: transformers' greedy text with fewer
+    main-model inferences."""
+    run = run_sample(
+        "speculative_decoding.py",
+        IR,
+        IR,
+        case["prompt"],
+        "--max-new-tokens",
+        case["max_new_tokens"],
+        "--f32",
+    )
     assert run.stdout == case["text"] + "\n"
-    found = stats(run, SPECULATIVE)
-    assert found["new"] == len(case["new_ids"])
-    if found["new"] >= 4:
-        assert found["inferences"] < found["new"]
-        assert found["accepted"] >= found["proposed"] - 1  # the draft may guess on past the main model's EOS
+    found = stats(run)
+    assert found["new_tokens"] == len(case["new_ids"])
+    if found["new_tokens"] >= 4:
+        assert found["inferences"] < found["new_tokens"]
+        assert (
+            found["accepted"] >= found["proposed"] - 1
+        )  # the draft may guess on past the main model's EOS
 
 
 def test_speculative_with_a_disagreeing_draft_is_still_greedy(tmp_path):
     draft = disagreeing_draft(tmp_path)
     for case in CASES[:4]:
-        run = run_sample("speculative_decoding.py", draft, IR, case["prompt"], "--max-new-tokens",
-                         case["max_new_tokens"], "--f32")
+        run = run_sample(
+            "speculative_decoding.py",
+            draft,
+            IR,
+            case["prompt"],
+            "--max-new-tokens",
+            case["max_new_tokens"],
+            "--f32",
+        )
         assert run.stdout == case["text"] + "\n"
-        found = stats(run, SPECULATIVE)
+        found = stats(run)
         assert found["accepted"] < found["proposed"] / 2
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"prompt{i}" for i in range(len(CASES))])
 def test_prompt_lookup_is_greedy(case):
-    run = run_sample("prompt_lookup.py", IR, case["prompt"], "--max-new-tokens", case["max_new_tokens"], "--f32")
+    run = run_sample(
+        "prompt_lookup.py",
+        IR,
+        case["prompt"],
+        "--max-new-tokens",
+        case["max_new_tokens"],
+        "--f32",
+    )
     assert run.stdout == case["text"] + "\n"
-    assert stats(run, LOOKUP)["new"] == len(case["new_ids"])
+    assert stats(run)["new_tokens"] == len(case["new_ids"])
 
 
 def test_max_new_tokens_cuts_inside_accepted_guesses():
-    """With all guesses accepted several tokens come at once; the text still stops at exactly --max-new-tokens."""
+    """With all guesses accepted several tokens come at once; the text still stops at
+    exactly --max-new-tokens."""
     case = next(case for case in CASES if not case["stops_on_eos"])
     for tokens in (1, 2, 7):
-        run = run_sample("speculative_decoding.py", IR, IR, case["prompt"], "--max-new-tokens", tokens, "--f32")
-        assert stats(run, SPECULATIVE)["new"] == tokens
+        run = run_sample(
+            "speculative_decoding.py",
+            IR,
+            IR,
+            case["prompt"],
+            "--max-new-tokens",
+            tokens,
+            "--f32",
+        )
+        assert stats(run)["new_tokens"] == tokens
         assert run.stdout == greedy_text(IR, case["prompt"], tokens)
 
 
 BAD_INPUTS = {
-    "other EOS": (lambda tmp_path: [ir_copy_with_eos(IR, tmp_path / "draft", 5), IR, "hello"], "tokenizers"),
-    "missing draft": (lambda tmp_path: [tmp_path / "nowhere", IR, "hello"], "openvino_model.xml"),
-    "missing main": (lambda tmp_path: [IR, tmp_path / "nowhere", "hello"], "openvino_model.xml"),
+    "other EOS": (
+        lambda tmp_path: [ir_copy_with_eos(IR, tmp_path / "draft", 5), IR, "hello"],
+        "tokenizers",
+    ),
+    "missing draft": (
+        lambda tmp_path: [tmp_path / "nowhere", IR, "hello"],
+        "openvino_model.xml",
+    ),
+    "missing main": (
+        lambda tmp_path: [IR, tmp_path / "nowhere", "hello"],
+        "openvino_model.xml",
+    ),
     "empty prompt": (lambda tmp_path: [IR, IR, " "], "prompt is empty"),
-    "zero tokens": (lambda tmp_path: [IR, IR, "hello", "--max-new-tokens", "0"], "at least 1"),
+    "zero tokens": (
+        lambda tmp_path: [IR, IR, "hello", "--max-new-tokens", "0"],
+        "at least 1",
+    ),
 }
 
 
@@ -98,8 +152,14 @@ def test_speculative_bad_input_gives_one_line_and_exit_code_2(name, tmp_path):
     check_bad_input(run, says)
 
 
-@pytest.mark.parametrize("args, says", [(["nowhere", "hello"], "openvino_model.xml"), ([IR, ""], "prompt is empty"),
-                                        ([IR, "hi", "--max-new-tokens", "-1"], "at least 1")])
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["nowhere", "hello"], "openvino_model.xml"),
+        ([IR, ""], "prompt is empty"),
+        ([IR, "hi", "--max-new-tokens", "-1"], "at least 1"),
+    ],
+)
 def test_prompt_lookup_bad_input_gives_one_line_and_exit_code_2(args, says):
     run = run_sample("prompt_lookup.py", *args)
     check_bad_input(run, says)
@@ -114,50 +174,86 @@ REAL_PROMPTS = {
     "Chinese": "中国的首都是",
     "code": "def quicksort(items):\n",
 }
-CODE = ('def area(width, height):\n    """Return the area of a width x height rectangle."""\n    return width * height'
-        '\n\n\ndef perimeter(width, height):\n    """Return the perimeter of a width x height rectangle."""\n')
+CODE = (
+    'def area(width, height):\n    """Return the area of a width x height rectangle."""\n    return width * height'
+    '\n\n\ndef perimeter(width, height):\n    """Return the perimeter of a width x height rectangle."""\n'
+)
 LIST = "Shopping list:\n- 2 apples\n- 3 pears\n- 1 loaf of bread\n- 6 eggs\n\nThe same list, sorted:\n-"
-SUMMARY = ("Summarise: The lighthouse on the north cliff was built in 1852 to guide fishing boats home through "
-           "the fog. It was automated in 1990 and its keeper's cottage became a small museum about the coast.\n"
-           "Summary: The lighthouse on the north cliff")
+SUMMARY = (
+    "Summarise: The lighthouse on the north cliff was built in 1852 to guide fishing boats home through "
+    "the fog. It was automated in 1990 and its keeper's cottage became a small museum about the coast.\n"
+    "Summary: The lighthouse on the north cliff"
+)
 
 
 @pytest.fixture(scope="module")
 def fp32_model(default_model) -> Path:
-    """The default model's GGUF converted to fp32 by scripts/convert.py (transformers dequantises it exactly)."""
+    """The default model's GGUF converted to fp32 by scripts/convert.py (transformers
+    dequantises it exactly)."""
     if not (FP32_MODEL / "openvino_model.xml").is_file():
-        convert = subprocess.run([sys.executable, str(REPO / "scripts" / "convert.py"),
-                                  str(REPO / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"), str(FP32_MODEL),
-                                  "--weight-format", "fp32"], check=False, capture_output=True, text=True)
+        convert = subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "scripts" / "convert.py"),
+                str(REPO / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"),
+                str(FP32_MODEL),
+                "--weight-format",
+                "fp32",
+            ],
+            check=False,
+            capture_output=True,
+            text=True,
+        )
         assert convert.returncode == 0, convert.stderr[-3000:]
     return FP32_MODEL
 
 
 def greedy_text(model: Path, prompt: str, max_new_tokens: int) -> str:
-    run = run_sample("greedy.py", model, prompt, "--max-new-tokens", max_new_tokens, "--f32")
+    run = run_sample(
+        "greedy.py", model, prompt, "--max-new-tokens", max_new_tokens, "--f32"
+    )
     assert run.returncode == 0, run.stderr
     return run.stdout
 
 
 @pytest.mark.reference
-def test_real_speculative_pair_gives_the_main_models_greedy_text(default_model, fp32_model):
-    """Known-good source: greedy.py on the fp32 main model. Draft: the default u4 model (same GGUF, same tokenizer)."""
+def test_real_speculative_pair_gives_the_main_models_greedy_text(
+    default_model, fp32_model
+):
+    """Known-good source: greedy.py on the fp32 main model. Draft: the default u4 model
+    (same GGUF, same tokenizer)."""
     rates = {}
     for name, prompt in REAL_PROMPTS.items():
-        run = run_sample("speculative_decoding.py", default_model, fp32_model, prompt, "--max-new-tokens", 40, "--f32")
+        run = run_sample(
+            "speculative_decoding.py",
+            default_model,
+            fp32_model,
+            prompt,
+            "--max-new-tokens",
+            40,
+            "--f32",
+        )
         assert run.stdout == greedy_text(fp32_model, prompt, 40), name
-        found = stats(run, SPECULATIVE)
+        found = stats(run)
         rates[name] = found["accepted"] / found["proposed"]
-    assert rates["counting (nearly every guess right)"] >= 0.9 and rates["a question (most guesses wrong)"] < 0.5
-    assert found["inferences"] < found["new"]
+    assert (
+        rates["counting (nearly every guess right)"] >= 0.9
+        and rates["a question (most guesses wrong)"] < 0.5
+    )
+    assert found["inferences"] < found["new_tokens"]
 
 
 @pytest.mark.reference
-@pytest.mark.parametrize("prompt", [CODE, LIST, SUMMARY, "Once upon a time, a little robot"])
+@pytest.mark.parametrize(
+    "prompt", [CODE, LIST, SUMMARY, "Once upon a time, a little robot"]
+)
 def test_real_prompt_lookup_gives_greedy_text(prompt, default_model):
-    """Known-good source: greedy.py on the same model; where the answer copies the prompt, fewer inferences."""
-    run = run_sample("prompt_lookup.py", default_model, prompt, "--max-new-tokens", 40, "--f32")
+    """Known-good source: greedy.py on the same model; where the answer copies the
+    prompt, fewer inferences."""
+    run = run_sample(
+        "prompt_lookup.py", default_model, prompt, "--max-new-tokens", 40, "--f32"
+    )
     assert run.stdout == greedy_text(default_model, prompt, 40)
-    found = stats(run, LOOKUP)
+    found = stats(run)
     if prompt in (CODE, SUMMARY):
-        assert found["inferences"] < found["new"]
+        assert found["inferences"] < found["new_tokens"]

@@ -1,61 +1,123 @@
-"""samples/beam_search.py on the committed tiny fixture: fast tier, needs only requirements.txt and pytest.
+"""samples/beam_search.py on the committed tiny fixture: fast tier, needs only
+requirements.txt and pytest.
 
-Known-good source: transformers' beam search (generate(num_beams=4, num_return_sequences=4, do_sample=False))
-on the same weights, recorded in tests/data/tiny-llama/expected_beam.json by scripts/tiny_llm.py.
+Known-good source: transformers' beam search (generate(num_beams=4,
+num_return_sequences=4, do_sample=False))
+on the same weights, recorded in tests/data/tiny-llama/expected_beam.json by
+scripts/tiny_llm.py.
 """
-import json
 
 import pytest
 
-from conftest import TINY_LLAMA, check_bad_input, ir_copy_with_eos, run_sample
+from conftest import (
+    TINY_IR,
+    TINY_LLAMA,
+    check_bad_input,
+    hypotheses,
+    ir_copy_with_eos,
+    read_cases,
+    run_sample,
+)
 
-IR = TINY_LLAMA / "ir"
-CASES = json.loads((TINY_LLAMA / "expected_beam.json").read_text())
-
-
-def hypotheses(stdout: str) -> list[tuple[float, str]]:
-    """stdout lines `score: text` (newlines in the text printed as \\n) -> (score, text) pairs."""
-    pairs = [line.split(": ", 1) for line in stdout.split("\n")[:-1]]
-    return [(float(score), text) for score, text in pairs]
+IR = TINY_IR
+CASES = read_cases(TINY_LLAMA / "expected_beam.json", "tiny_llm.py")
 
 
 def case_id(case) -> str:
-    return (f"eos{case['eos_token_id']}-es_{case['early_stopping']}-lp{case['length_penalty']}"
-            f"-ngram{case['no_repeat_ngram_size']}")
+    return (
+        f"eos{case['eos_token_id']}-es_{case['early_stopping']}-lp{case['length_penalty']}"
+        f"-ngram{case['no_repeat_ngram_size']}"
+    )
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case_id(case) for case in CASES])
 def test_plain_beam_search_matches_transformers(case, tmp_path):
-    """Same texts in the same order for 5 prompts; scores within 1e-4 (f32 on both sides)."""
-    folder = IR if case["eos_token_id"] == 0 else ir_copy_with_eos(IR, tmp_path, case["eos_token_id"])
-    run = run_sample("beam_search.py", folder, *case["prompts"],
-                     "--num-beams", 4, "--num-beam-groups", 1, "--max-new-tokens", case["max_new_tokens"],
-                     "--early-stopping", case["early_stopping"], "--length-penalty", case["length_penalty"],
-                     "--no-repeat-ngram-size", case["no_repeat_ngram_size"], "--f32")
+    """Same texts in the same order for 5 prompts; scores within 1e-4 (f32 on both
+    sides)."""
+    folder = (
+        IR
+        if case["eos_token_id"] == 0
+        else ir_copy_with_eos(IR, tmp_path, case["eos_token_id"])
+    )
+    run = run_sample(
+        "beam_search.py",
+        folder,
+        *case["prompts"],
+        "--num-beams",
+        4,
+        "--num-beam-groups",
+        1,
+        "--max-new-tokens",
+        case["max_new_tokens"],
+        "--early-stopping",
+        case["early_stopping"],
+        "--length-penalty",
+        case["length_penalty"],
+        "--no-repeat-ngram-size",
+        case["no_repeat_ngram_size"],
+        "--f32",
+    )
     assert run.returncode == 0, run.stderr
-    expected = [(h["score"], h["text"].replace("\n", "\\n")) for hs in case["hypotheses"] for h in hs]
+    expected = [
+        (h["score"], h["text"].replace("\n", "\\n"))
+        for hs in case["hypotheses"]
+        for h in hs
+    ]
     got = hypotheses(run.stdout)
     assert [text for _, text in got] == [text for _, text in expected]
-    assert max(abs(score - expected_score) for (score, _), (expected_score, _) in zip(got, expected)) < 1e-4
+    assert (
+        max(
+            abs(score - expected_score)
+            for (score, _), (expected_score, _) in zip(got, expected)
+        )
+        < 1e-4
+    )
 
 
 def test_cases_cover_what_they_must():
-    """Hypotheses end on EOS before the limit with both EOS ids, and full-length ones exist too."""
+    """Hypotheses end on EOS before the limit with both EOS ids, and full-length ones
+    exist too."""
     for eos_token_id in {case["eos_token_id"] for case in CASES}:
-        ends = [h["ends_on_eos"] for case in CASES if case["eos_token_id"] == eos_token_id
-                for hs in case["hypotheses"] for h in hs]
+        ends = [
+            h["ends_on_eos"]
+            for case in CASES
+            if case["eos_token_id"] == eos_token_id
+            for hs in case["hypotheses"]
+            for h in hs
+        ]
         assert any(ends) and not all(ends)
     assert {case["early_stopping"] for case in CASES} == {"true", "false", "never"}
     assert {case["length_penalty"] for case in CASES} == {1.0, 0.5, 2.0}
 
 
 def test_num_return_sequences_keeps_the_best():
-    case = next(case for case in CASES if case["eos_token_id"] == 0 and case["no_repeat_ngram_size"] == 0)
-    run = run_sample("beam_search.py", IR, case["prompts"][0], "--num-beams", 4, "--num-beam-groups", 1,
-                     "--num-return-sequences", 2, "--max-new-tokens", case["max_new_tokens"], "--early-stopping",
-                     case["early_stopping"], "--length-penalty", case["length_penalty"], "--f32")
+    case = next(
+        case
+        for case in CASES
+        if case["eos_token_id"] == 0 and case["no_repeat_ngram_size"] == 0
+    )
+    run = run_sample(
+        "beam_search.py",
+        IR,
+        case["prompts"][0],
+        "--num-beams",
+        4,
+        "--num-beam-groups",
+        1,
+        "--num-return-sequences",
+        2,
+        "--max-new-tokens",
+        case["max_new_tokens"],
+        "--early-stopping",
+        case["early_stopping"],
+        "--length-penalty",
+        case["length_penalty"],
+        "--f32",
+    )
     assert run.returncode == 0, run.stderr
-    assert [text for _, text in hypotheses(run.stdout)] == [h["text"] for h in case["hypotheses"][0][:2]]
+    assert [text for _, text in hypotheses(run.stdout)] == [
+        h["text"] for h in case["hypotheses"][0][:2]
+    ]
 
 
 def test_group_beam_search_defaults_run():
@@ -67,18 +129,51 @@ def test_group_beam_search_defaults_run():
 
 
 BAD_INPUTS = {
-    "missing folder": (["/nonexistent/model", "hi"], "openvino_tokenizer.xml"),
     "empty prompt": ([IR, "hi", ""], "prompt is empty"),
-    "no beams": ([IR, "hi", "--num-beams", "0", "--num-beam-groups", "1"], "--num-beams"),
-    "groups do not divide": ([IR, "hi", "--num-beams", "4", "--num-beam-groups", "3"], "divisible by"),
-    "diversity without groups": ([IR, "hi", "--num-beams", "4", "--num-beam-groups", "1", "--diversity-penalty",
-                                  "1.0"], "--diversity-penalty"),
-    "too many returned": ([IR, "hi", "--num-beams", "4", "--num-beam-groups", "1", "--num-return-sequences", "5"],
-                          "--num-return-sequences"),
-    "negative ngram": ([IR, "hi", "--no-repeat-ngram-size", "-1"], "--no-repeat-ngram-size"),
+    "no beams": (
+        [IR, "hi", "--num-beams", "0", "--num-beam-groups", "1"],
+        "--num-beams",
+    ),
+    "groups do not divide": (
+        [IR, "hi", "--num-beams", "4", "--num-beam-groups", "3"],
+        "divisible by",
+    ),
+    "diversity without groups": (
+        [
+            IR,
+            "hi",
+            "--num-beams",
+            "4",
+            "--num-beam-groups",
+            "1",
+            "--diversity-penalty",
+            "1.0",
+        ],
+        "--diversity-penalty",
+    ),
+    "too many returned": (
+        [
+            IR,
+            "hi",
+            "--num-beams",
+            "4",
+            "--num-beam-groups",
+            "1",
+            "--num-return-sequences",
+            "5",
+        ],
+        "--num-return-sequences",
+    ),
+    "negative ngram": (
+        [IR, "hi", "--no-repeat-ngram-size", "-1"],
+        "--no-repeat-ngram-size",
+    ),
     "zero tokens": ([IR, "hi", "--max-new-tokens", "0"], "--max-new-tokens"),
     "not a number": ([IR, "hi", "--num-beams", "four"], "invalid int value"),
-    "unknown early stopping": ([IR, "hi", "--early-stopping", "maybe"], "invalid choice"),
+    "unknown early stopping": (
+        [IR, "hi", "--early-stopping", "maybe"],
+        "invalid choice",
+    ),
 }
 
 

@@ -1,66 +1,65 @@
-"""samples/chat.py on the committed tiny fixture: fast tier, needs only requirements.txt and pytest.
+"""samples/chat.py on the committed tiny fixture: fast tier, needs only requirements.txt
+and pytest.
 
-Known-good source: transformers' apply_chat_template(add_generation_prompt=True) and greedy generate() on the whole
-history at each turn, recorded in tests/data/tiny-llama/expected_chat.json by scripts/tiny_llm.py
-(tests/test_reference.py recomputes it, and checks the real model against greedy.py on the templated history).
+Known-good source: transformers' apply_chat_template(add_generation_prompt=True) and
+greedy generate() on the whole
+history at each turn, recorded in tests/data/tiny-llama/expected_chat.json by
+scripts/tiny_llm.py
+(tests/test_reference.py recomputes it, and checks the real model against greedy.py
+on the templated history).
 """
-import json
+
 import re
 import shutil
 from pathlib import Path
 
 import pytest
 
-from conftest import TINY_LLAMA, check_bad_input, run_sample
+from conftest import (
+    TINY_IR,
+    chat_args,
+    chat_cases,
+    check_bad_input,
+    check_chat,
+    run_sample,
+)
 
-IR = TINY_LLAMA / "ir"
-FED = re.compile(r"^(\d+) tokens fed, (\d+) new tokens$")
-RERUN = "the history does not extend the cache: running all of it again"
-
-
-def chat_cases(folder: Path = TINY_LLAMA) -> list[dict]:
-    expected = folder / "expected_chat.json"
-    if not expected.is_file():
-        pytest.fail(f"{expected} is missing: build it with python scripts/tiny_llm.py")
-    return json.loads(expected.read_text())
-
-
-def check_chat(run, answers: list[dict]) -> None:
-    """stdout: each answer on its own line(s); stderr: per turn, a re-run notice where the history does not extend
-    the cache, then the tokens fed (only the new ones where it does) and the new tokens."""
-    assert run.returncode == 0, run.stderr
-    assert run.stdout == "".join(answer["answer"] + "\n" for answer in answers)
-    expected_stderr = []
-    for answer in answers:
-        expected_stderr += [] if answer["extends_cache"] else [RERUN]
-        expected_stderr.append(f"{answer['fed']} tokens fed, {answer['new_tokens']} new tokens")
-    assert run.stderr.splitlines() == expected_stderr
-
-
-def chat_args(conversation: dict) -> list:
-    return ["--max-new-tokens", conversation["max_new_tokens"], "--f32",
-            *(["--system", conversation["system"]] if conversation["system"] else [])]
-
-
+IR = TINY_IR
 CASES = chat_cases()
 
 
-@pytest.mark.parametrize("conversation", CASES, ids=[f"chat{i}" for i in range(len(CASES))])
+@pytest.mark.parametrize(
+    "conversation", CASES, ids=[f"chat{i}" for i in range(len(CASES))]
+)
 def test_tiny_chat_matches_transformers_on_the_whole_history(conversation):
-    run = run_sample("chat.py", IR, *chat_args(conversation), stdin="".join(t + "\n" for t in conversation["turns"]))
+    run = run_sample(
+        "chat.py",
+        IR,
+        *chat_args(conversation),
+        stdin="".join(t + "\n" for t in conversation["turns"]),
+    )
     check_chat(run, conversation["answers"])
 
 
 def test_fixture_has_turns_that_extend_the_cache_and_turns_that_do_not():
-    extends = [answer["extends_cache"] for conversation in CASES for answer in conversation["answers"][1:]]
+    extends = [
+        answer["extends_cache"]
+        for conversation in CASES
+        for answer in conversation["answers"][1:]
+    ]
     assert any(extends) and not all(extends)
     assert any(conversation["system"] for conversation in CASES)
 
 
 def test_blank_lines_are_not_turns_and_no_newline_at_eof_is_fine():
     conversation = CASES[0]
-    stdin = "\n\n" + "\n  \n".join(conversation["turns"])  # the last turn without its newline
-    check_chat(run_sample("chat.py", IR, *chat_args(conversation), stdin=stdin), conversation["answers"])
+    stdin = "\n\n" + "\n  \n".join(
+        conversation["turns"]
+    )  # the last turn without its newline
+    check_chat(
+        run_sample("chat.py", IR, *chat_args(conversation), stdin=stdin),
+        conversation["answers"],
+    )
 
 
 def test_empty_stdin_says_nothing():
@@ -78,7 +77,13 @@ def ir_without_chat_template(tmp_path: Path) -> Path:
 def ir_with_broken_template(tmp_path: Path) -> Path:
     shutil.copytree(IR, tmp_path, dirs_exist_ok=True)
     xml = tmp_path / "openvino_tokenizer.xml"
-    xml.write_text(re.sub(r'<chat_template value="[^"]*" />', '<chat_template value="{% if %}" />', xml.read_text()))
+    xml.write_text(
+        re.sub(
+            r'<chat_template value="[^"]*" />',
+            '<chat_template value="{% if %}" />',
+            xml.read_text(),
+        )
+    )
     return tmp_path
 
 
@@ -86,17 +91,25 @@ def ir_with_refusing_template(tmp_path: Path) -> Path:
     shutil.copytree(IR, tmp_path, dirs_exist_ok=True)
     xml = tmp_path / "openvino_tokenizer.xml"
     refuse = "{{ raise_exception(&apos;System messages are not supported&apos;) }}"
-    xml.write_text(re.sub(r'<chat_template value="[^"]*" />', f'<chat_template value="{refuse}" />', xml.read_text()))
+    xml.write_text(
+        re.sub(
+            r'<chat_template value="[^"]*" />',
+            f'<chat_template value="{refuse}" />',
+            xml.read_text(),
+        )
+    )
     return tmp_path
 
 
 BAD_INPUTS = {
-    "missing folder": (lambda tmp_path: tmp_path / "nowhere", [], "openvino_model.xml"),
     "no chat template": (ir_without_chat_template, [], "no chat_template"),
     "broken chat template": (ir_with_broken_template, [], "chat template fails"),
-    "template refuses": (ir_with_refusing_template, [], "System messages are not supported"),
+    "template refuses": (
+        ir_with_refusing_template,
+        [],
+        "System messages are not supported",
+    ),
     "zero tokens": (lambda tmp_path: IR, ["--max-new-tokens", "0"], "at least 1"),
-    "unknown device": (lambda tmp_path: IR, ["--device", "TPU"], "--device TPU"),
 }
 
 

@@ -1,8 +1,11 @@
-"""samples/multinomial.py on the committed tiny fixture: fast tier, needs only requirements.txt and pytest.
+"""samples/multinomial.py on the committed tiny fixture: fast tier, needs only
+requirements.txt and pytest.
 
-Known-good sources: transformers' greedy generate() (expected.json) for --top-k 1; the distribution test against
+Known-good sources: transformers' greedy generate() (expected.json) for --top-k 1;
+the distribution test against
 transformers' logits warpers is in tests/test_reference.py.
 """
+
 import pytest
 
 from conftest import TINY_LLAMA, check_bad_input, run_sample, tiny_llama_cases
@@ -13,15 +16,36 @@ CASES = tiny_llama_cases()
 
 @pytest.mark.parametrize("case", CASES[:4], ids=[f"prompt{i}" for i in range(4)])
 def test_top_k_1_is_greedy(case):
-    """With one candidate left every draw is the argmax: transformers' greedy text, whatever the seed."""
-    run = run_sample("multinomial.py", IR, case["prompt"], "--max-new-tokens", case["max_new_tokens"], "--top-k", 1,
-                     "--temperature", 0.7, "--seed", 123, "--f32")
+    """With one candidate left every draw is the argmax: transformers' greedy text,
+    whatever the seed."""
+    run = run_sample(
+        "multinomial.py",
+        IR,
+        case["prompt"],
+        "--max-new-tokens",
+        case["max_new_tokens"],
+        "--top-k",
+        1,
+        "--temperature",
+        0.7,
+        "--seed",
+        123,
+        "--f32",
+    )
     assert run.returncode == 0, run.stderr
     assert run.stdout == case["text"] + "\n"
 
 
 def generate(*args) -> str:
-    run = run_sample("multinomial.py", IR, CASES[0]["prompt"], "--max-new-tokens", 20, "--f32", *map(str, args))
+    run = run_sample(
+        "multinomial.py",
+        IR,
+        CASES[0]["prompt"],
+        "--max-new-tokens",
+        20,
+        "--f32",
+        *map(str, args),
+    )
     assert run.returncode == 0, run.stderr
     return run.stdout
 
@@ -33,8 +57,11 @@ def test_the_seed_makes_the_text():
 
 
 def test_top_p_and_temperature_change_the_text():
-    """Sanity on the nearly flat tiny model: a low temperature with a small top-p leaves few candidates."""
-    assert generate("--seed", 5, "--temperature", 0.05, "--top-p", 0.3, "--top-k", 0) != generate("--seed", 5)
+    """Sanity on the nearly flat tiny model: a low temperature with a small top-p leaves
+    few candidates."""
+    assert generate(
+        "--seed", 5, "--temperature", 0.05, "--top-p", 0.3, "--top-k", 0
+    ) != generate("--seed", 5)
 
 
 BAD_INPUTS = {

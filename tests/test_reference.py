@@ -1,21 +1,37 @@
-"""Reference tier: recompute the expected outputs with the reference implementations themselves.
+"""Reference tier: recompute the expected outputs with the reference implementations
+themselves.
 
-Needs tests/requirements.txt (torch, transformers, optimum-intel, openvino_genai). Run with `pytest -m reference`.
+Needs tests/requirements.txt (torch, transformers, optimum-intel, openvino_genai).
+Run with `pytest -m reference`.
 """
+
 import numpy as np
 import pytest
 
-from conftest import TINY_LLAMA, rebuild, run_sample, tiny_llama_cases
-from test_beam_search import hypotheses
-from test_chat import chat_args, chat_cases, check_chat
-from test_greedy import STATS, check_against_reference
-from test_lcm import TINY_LCM, lcm_cases
-from test_lcm import check_case as check_lcm_case
-from test_stable_diffusion import TINY_SD, check_case, generate, read_png, sd_cases
+from conftest import (
+    TINY_LCM,
+    TINY_LLAMA,
+    TINY_SD,
+    chat_args,
+    chat_cases,
+    check_against_reference,
+    check_chat,
+    check_image_case,
+    generate_image,
+    hypotheses,
+    image_cases,
+    last_stats,
+    read_cases,
+    read_png,
+    rebuild,
+    run_sample,
+    tiny_llama_cases,
+)
 
 pytestmark = pytest.mark.reference
 
-# Prompts for the real model: ASCII, code, Chinese, emoji, a list (multi-byte text streams through them).
+# Prompts for the real model: ASCII, code, Chinese, emoji, a list (multi-byte text
+# streams through them).
 REAL_PROMPTS = [
     "The Sun is a star. Its light",
     "def quicksort(items):\n",
@@ -24,56 +40,130 @@ REAL_PROMPTS = [
     "Three reasons to learn Python:\n1.",
     "Paris",
 ]
-F32_HINTS = {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32", "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0"}
+F32_HINTS = {
+    "INFERENCE_PRECISION_HINT": "f32",
+    "KV_CACHE_PRECISION": "f32",
+    "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0",
+}
+
+
+def check_same_beam_cases(rebuilt: list[dict], committed: list[dict]) -> None:
+    """Token ids and texts exactly; scores within 1e-5 relative: torch's float32 sums
+    differ in the last bits between CPUs (an AMX Xeon's -5.917282581329346 against an
+    EPYC's -5.9172821044921875)."""
+    assert len(rebuilt) == len(committed)
+    for new_case, old_case in zip(rebuilt, committed):
+        new_hypotheses = new_case.pop("hypotheses")
+        old_hypotheses = old_case.pop("hypotheses")
+        assert new_case == old_case
+        for new_group, old_group in zip(new_hypotheses, old_hypotheses, strict=True):
+            for new, old in zip(new_group, old_group, strict=True):
+                assert new.pop("score") == pytest.approx(old.pop("score"), rel=1e-5)
+                assert new == old
 
 
 def test_committed_fixture_is_what_the_script_builds(rebuilt_tiny_llama):
-    """The fast tier's committed IR and expected outputs equal a fresh build from transformers."""
+    """The fast tier's committed IR and expected outputs equal a fresh build from
+    transformers."""
     assert tiny_llama_cases(rebuilt_tiny_llama) == tiny_llama_cases()
-    for expected in ("expected_beam.json", "expected_chat.json"):
-        assert (rebuilt_tiny_llama / expected).read_text() == (TINY_LLAMA / expected).read_text(), expected
-    for name in ("openvino_model.xml", "openvino_model.bin", "openvino_tokenizer.xml", "openvino_detokenizer.xml"):
-        assert (rebuilt_tiny_llama / "ir" / name).read_bytes() == (TINY_LLAMA / "ir" / name).read_bytes(), name
+    assert chat_cases(rebuilt_tiny_llama) == chat_cases()
+    check_same_beam_cases(
+        read_cases(rebuilt_tiny_llama / "expected_beam.json", "tiny_llm.py"),
+        read_cases(TINY_LLAMA / "expected_beam.json", "tiny_llm.py"),
+    )
+    for name in (
+        "openvino_model.xml",
+        "openvino_model.bin",
+        "openvino_tokenizer.xml",
+        "openvino_detokenizer.xml",
+    ):
+        assert (rebuilt_tiny_llama / "ir" / name).read_bytes() == (
+            TINY_LLAMA / "ir" / name
+        ).read_bytes(), name
 
 
 def test_rebuilt_tiny_llama_matches_transformers(rebuilt_tiny_llama):
-    """Known-good source: transformers generate(do_sample=False), recomputed just now on the same weights."""
+    """Known-good source: transformers generate(do_sample=False), recomputed just now on
+    the same weights."""
     for case in tiny_llama_cases(rebuilt_tiny_llama):
-        check_against_reference(run_sample("greedy.py", rebuilt_tiny_llama / "ir", case["prompt"],
-                                           "--max-new-tokens", case["max_new_tokens"], "--f32"), case)
+        check_against_reference(
+            run_sample(
+                "greedy.py",
+                rebuilt_tiny_llama / "ir",
+                case["prompt"],
+                "--max-new-tokens",
+                case["max_new_tokens"],
+                "--f32",
+            ),
+            case,
+        )
 
 
 def test_rebuilt_tiny_chat_matches_transformers(rebuilt_tiny_llama):
-    """Known-good source: transformers apply_chat_template + greedy generate() per turn, recomputed just now."""
+    """Known-good source: transformers apply_chat_template + greedy generate() per turn,
+    recomputed just now."""
     for conversation in chat_cases(rebuilt_tiny_llama):
-        check_chat(run_sample("chat.py", rebuilt_tiny_llama / "ir", *chat_args(conversation),
-                              stdin="".join(turn + "\n" for turn in conversation["turns"])), conversation["answers"])
+        check_chat(
+            run_sample(
+                "chat.py",
+                rebuilt_tiny_llama / "ir",
+                *chat_args(conversation),
+                stdin="".join(turn + "\n" for turn in conversation["turns"]),
+            ),
+            conversation["answers"],
+        )
 
 
-CHAT_TURNS = ["Hi! What is your name?", "What is the capital of France?", "Name three colours.", "Thank you, bye!"]
+CHAT_TURNS = [
+    "Hi! What is your name?",
+    "What is the capital of France?",
+    "Name three colours.",
+    "Thank you, bye!",
+]
 
 
 def test_default_model_chat_equals_greedy_on_the_whole_history(default_model):
-    """Known-good source: greedy.py on the whole templated history each turn (rendered with jinja2 as transformers
-    renders it). The chat feeds only each turn's new tokens: the history minus what the cache holds (the previous
-    history and the answer's tokens, all but the last when the answer stopped at --max-new-tokens)."""
+    """Known-good source: greedy.py on the whole templated history each turn (rendered
+    with jinja2 as transformers
+    renders it). The chat feeds only each turn's new tokens: the history minus what
+    the cache holds (the previous
+    history and the answer's tokens, all but the last when the answer stopped at
+    --max-new-tokens)."""
     import jinja2.sandbox
     import openvino as ov
 
     max_new_tokens = 30
-    chat = run_sample("chat.py", default_model, "--max-new-tokens", max_new_tokens, "--f32",
-                      stdin="".join(turn + "\n" for turn in CHAT_TURNS))
+    chat = run_sample(
+        "chat.py",
+        default_model,
+        "--max-new-tokens",
+        max_new_tokens,
+        "--f32",
+        stdin="".join(turn + "\n" for turn in CHAT_TURNS),
+    )
     assert chat.returncode == 0, chat.stderr
-    rt_info = ov.Core().read_model(default_model / "openvino_tokenizer.xml").get_rt_info()
-    template = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(
-        rt_info["chat_template"].astype(str))
+    rt_info = (
+        ov.Core().read_model(default_model / "openvino_tokenizer.xml").get_rt_info()
+    )
+    template = jinja2.sandbox.ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True
+    ).from_string(rt_info["chat_template"].astype(str))
     messages, answers, fed, cached = [], [], [], 0
     for turn in CHAT_TURNS:
         messages.append({"role": "user", "content": turn})
         history = template.render(messages=messages, add_generation_prompt=True)
-        greedy = run_sample("greedy.py", default_model, history, "--max-new-tokens", max_new_tokens, "--f32")
+        greedy = run_sample(
+            "greedy.py",
+            default_model,
+            history,
+            "--max-new-tokens",
+            max_new_tokens,
+            "--f32",
+        )
         assert greedy.returncode == 0, greedy.stderr
-        history_tokens, new_tokens = map(int, STATS.match(greedy.stderr.strip().splitlines()[-1]).groups())
+        stats = last_stats(greedy.stderr)
+        history_tokens = stats["prompt_tokens"]
+        new_tokens = stats["new_tokens"]
         answers.append(greedy.stdout[:-1])
         messages.append({"role": "assistant", "content": answers[-1]})
         fed.append(f"{history_tokens - cached} tokens fed, {new_tokens} new tokens")
@@ -83,10 +173,13 @@ def test_default_model_chat_equals_greedy_on_the_whole_history(default_model):
 
 
 def check_equals_genai(pipe, name: str, model, prompt: str, *args) -> None:
-    """samples/NAME's text for PROMPT (40 new tokens) equals openvino_genai's greedy generate, no chat template."""
+    """samples/NAME's text for PROMPT (40 new tokens) equals openvino_genai's greedy
+    generate, no chat template."""
     import openvino_genai
 
-    config = openvino_genai.GenerationConfig(max_new_tokens=40, apply_chat_template=False, do_sample=False)
+    config = openvino_genai.GenerationConfig(
+        max_new_tokens=40, apply_chat_template=False, do_sample=False
+    )
     expected = pipe.generate(prompt, config)
     run = run_sample(name, model, prompt, "--max-new-tokens", 40, *args)
     assert run.returncode == 0, run.stderr
@@ -95,15 +188,19 @@ def check_equals_genai(pipe, name: str, model, prompt: str, *args) -> None:
 
 @pytest.fixture(scope="module")
 def genai_sdpa(default_model):
-    """openvino_genai on the stateful model as the sample runs it (SDPA, not paged attention), in f32."""
+    """openvino_genai on the stateful model as the sample runs it (SDPA, not paged
+    attention), in f32."""
     import openvino_genai
 
-    return openvino_genai.LLMPipeline(str(default_model), "CPU", ATTENTION_BACKEND="SDPA", **F32_HINTS)
+    return openvino_genai.LLMPipeline(
+        str(default_model), "CPU", ATTENTION_BACKEND="SDPA", **F32_HINTS
+    )
 
 
 @pytest.mark.parametrize("prompt", REAL_PROMPTS)
 def test_default_model_matches_openvino_genai(prompt, default_model, genai_sdpa):
-    """Known-good source: openvino_genai LLMPipeline greedy on the same IR, f32, no chat template."""
+    """Known-good source: openvino_genai LLMPipeline greedy on the same IR, f32, no chat
+    template."""
     check_equals_genai(genai_sdpa, "greedy.py", default_model, prompt, "--f32")
 
 
@@ -111,33 +208,60 @@ def test_default_model_matches_openvino_genai(prompt, default_model, genai_sdpa)
 def genai_paged(default_model):
     import openvino_genai
 
-    return openvino_genai.LLMPipeline(str(default_model), "CPU")  # its default: paged attention, default precision
+    return openvino_genai.LLMPipeline(
+        str(default_model), "CPU"
+    )  # its default: paged attention, default precision
 
 
-@pytest.mark.parametrize("prompt", [*REAL_PROMPTS, "The lighthouse keeper climbed the stairs. " * 40])
-def test_paged_attention_matches_openvino_genai_default(prompt, default_model, genai_paged):
-    """Known-good source: openvino_genai's default LLMPipeline (the same PagedAttention kernels and u8 cache),
-    greedy, default precision; the last prompt (about 280 tokens) fills several cache blocks."""
+@pytest.mark.parametrize(
+    "prompt", [*REAL_PROMPTS, "The lighthouse keeper climbed the stairs. " * 40]
+)
+def test_paged_attention_matches_openvino_genai_default(
+    prompt, default_model, genai_paged
+):
+    """Known-good source: openvino_genai's default LLMPipeline (the same PagedAttention
+    kernels and u8 cache),
+    greedy, default precision; the last prompt (about 280 tokens) fills several cache
+    blocks."""
     check_equals_genai(genai_paged, "paged_attention.py", default_model, prompt)
 
 
 def test_default_model_runs_with_no_arguments(default_model):
-    """The README's first command: no arguments, the default model and prompt, text on stdout."""
+    """The README's first command: no arguments, the default model and prompt, text on
+    stdout."""
     run = run_sample("greedy.py", "--max-new-tokens", 16)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() and "16 new tokens" in run.stderr
 
 
-# Group beam search against openvino_genai. Its rules differ from transformers' (which the sample follows) in
-# three places: it sums the softmax in float32 one term at a time (log-probs off by ~1e-4, enough to flip near
-# ties), it judges the early stop by the previous step's best beam and length, and at the length limit it
-# finishes every running beam rather than the top candidates. So the prompts here are ones where no such case
+# Group beam search against openvino_genai. Its rules differ from transformers' (which
+# the sample follows) in
+# three places: it sums the softmax in float32 one term at a time (log-probs off by
+# ~1e-4, enough to flip near
+# ties), it judges the early stop by the previous step's best beam and length, and at
+# the length limit it
+# finishes every running beam rather than the top candidates. So the prompts here are
+# ones where no such case
 # arises; each must still agree in all three stopping modes.
 GENAI_AGREEING_PROMPTS = {
-    "tiny": ["Hello, world! How are you today?", "Party time 🎉🍕🚀 with", "The", "你好", "OpenVINO runs",
-             "for i in range(10):", "Numbers like 3.14"],
-    "real": ["The", "北京是", "一二三四五", "Once upon a time", "The capital of France is", "Water boils at",
-             "My favourite emoji are 🙂 and"],
+    "tiny": [
+        "Hello, world! How are you today?",
+        "Party time 🎉🍕🚀 with",
+        "The",
+        "你好",
+        "OpenVINO runs",
+        "for i in range(10):",
+        "Numbers like 3.14",
+    ],
+    "real": [
+        "The",
+        "北京是",
+        "一二三四五",
+        "Once upon a time",
+        "The capital of France is",
+        "Water boils at",
+        "My favourite emoji are 🙂 and",
+    ],
 }
 STOP_CRITERIA = {"true": "EARLY", "false": "HEURISTIC", "never": "NEVER"}
 
@@ -147,90 +271,150 @@ def genai_pipelines(default_model):
     import openvino_genai
 
     folders = {"tiny": TINY_LLAMA / "ir", "real": default_model}
-    return {name: openvino_genai.LLMPipeline(str(folder), "CPU", ATTENTION_BACKEND="SDPA", **F32_HINTS)
-            for name, folder in folders.items()}
+    return {
+        name: openvino_genai.LLMPipeline(
+            str(folder), "CPU", ATTENTION_BACKEND="SDPA", **F32_HINTS
+        )
+        for name, folder in folders.items()
+    }
 
 
 @pytest.mark.parametrize("early_stopping", STOP_CRITERIA)
 @pytest.mark.parametrize("model", GENAI_AGREEING_PROMPTS)
-def test_group_beam_search_matches_openvino_genai(model, early_stopping, genai_pipelines, default_model):
-    """Known-good source: openvino_genai LLMPipeline group beam search (15 beams, 3 groups, diversity 1.0)."""
+def test_group_beam_search_matches_openvino_genai(
+    model, early_stopping, genai_pipelines, default_model
+):
+    """Known-good source: openvino_genai LLMPipeline group beam search (15 beams, 3
+    groups, diversity 1.0)."""
     import openvino_genai
 
-    config = openvino_genai.GenerationConfig(max_new_tokens=20, num_beams=15, num_beam_groups=3, diversity_penalty=1.0,
-                                             length_penalty=1.0, num_return_sequences=15, apply_chat_template=False)
-    config.stop_criteria = getattr(openvino_genai.StopCriteria, STOP_CRITERIA[early_stopping])
+    config = openvino_genai.GenerationConfig(
+        max_new_tokens=20,
+        num_beams=15,
+        num_beam_groups=3,
+        diversity_penalty=1.0,
+        length_penalty=1.0,
+        num_return_sequences=15,
+        apply_chat_template=False,
+    )
+    config.stop_criteria = getattr(
+        openvino_genai.StopCriteria, STOP_CRITERIA[early_stopping]
+    )
     prompts = GENAI_AGREEING_PROMPTS[model]
     folder = TINY_LLAMA / "ir" if model == "tiny" else default_model
-    run = run_sample("beam_search.py", folder, *prompts, "--early-stopping", early_stopping, "--f32")
+    run = run_sample(
+        "beam_search.py", folder, *prompts, "--early-stopping", early_stopping, "--f32"
+    )
     assert run.returncode == 0, run.stderr
     got = hypotheses(run.stdout)
     assert len(got) == 15 * len(prompts)
     for i, prompt in enumerate(prompts):
         expected = genai_pipelines[model].generate(prompt, config)
-        assert [text for _, text in got[15 * i:15 * (i + 1)]] == [text.replace("\n", "\\n") for text in expected.texts]
-        assert max(abs(a - b) for (a, _), b in zip(got[15 * i:15 * (i + 1)], expected.scores)) < 1e-3
+        assert [text for _, text in got[15 * i : 15 * (i + 1)]] == [
+            text.replace("\n", "\\n") for text in expected.texts
+        ]
+        assert (
+            max(
+                abs(a - b)
+                for (a, _), b in zip(got[15 * i : 15 * (i + 1)], expected.scores)
+            )
+            < 1e-3
+        )
 
 
 @pytest.fixture(scope="module")
 def rebuilt_tiny_sd(tmp_path_factory):
-    """scripts/tiny_sd.py run afresh: new pipeline, IR (optimum-intel) and diffusers' images."""
+    """scripts/tiny_sd.py run afresh: new pipeline, IR (optimum-intel) and diffusers'
+    images."""
     return rebuild("tiny_sd.py", tmp_path_factory.mktemp("tiny-sd"))
 
 
 def test_committed_sd_fixture_is_what_the_script_builds(rebuilt_tiny_sd):
-    """Same cases, same weights; diffusers' images within one level (torch's CPU kernels may round differently)."""
-    assert sd_cases(rebuilt_tiny_sd) == sd_cases()
+    """Same cases, same weights; diffusers' images within one level (torch's CPU kernels
+    may round differently)."""
+    assert image_cases(rebuilt_tiny_sd) == image_cases(TINY_SD)
     for name in ("text_encoder", "unet", "vae_decoder"):
         path = f"ir/{name}/openvino_model.bin"
-        assert (rebuilt_tiny_sd / path).read_bytes() == (TINY_SD / path).read_bytes(), path
-    for name in sd_cases():
-        rebuilt, committed = (np.load(folder / "expected" / f"{name}.npy") for folder in (rebuilt_tiny_sd, TINY_SD))
+        assert (rebuilt_tiny_sd / path).read_bytes() == (TINY_SD / path).read_bytes(), (
+            path
+        )
+    for name in image_cases(TINY_SD):
+        rebuilt, committed = (
+            np.load(folder / "expected" / f"{name}.npy")
+            for folder in (rebuilt_tiny_sd, TINY_SD)
+        )
         assert np.abs(rebuilt.astype(int) - committed).max() <= 1, name
 
 
-@pytest.mark.parametrize("name", sd_cases())
+@pytest.mark.parametrize("name", image_cases(TINY_SD))
 def test_rebuilt_tiny_sd_matches_diffusers(name, rebuilt_tiny_sd, tmp_path):
-    """Known-good source: diffusers' StableDiffusionPipeline (EulerDiscreteScheduler), recomputed just now."""
-    check_case(sd_cases(rebuilt_tiny_sd)[name], np.load(rebuilt_tiny_sd / "expected" / f"{name}.npy"), tmp_path,
-               rebuilt_tiny_sd / "ir")
+    """Known-good source: diffusers' StableDiffusionPipeline (EulerDiscreteScheduler),
+    recomputed just now."""
+    expected = np.load(rebuilt_tiny_sd / "expected" / f"{name}.npy")
+    case = image_cases(rebuilt_tiny_sd)[name]
+    check_image_case(
+        "stable_diffusion.py", case, expected, tmp_path, rebuilt_tiny_sd / "ir"
+    )
 
 
 def test_pillow_reads_the_png_back(tmp_path):
-    """A standard decoder gets the same pixels as the tests' strict reader, for a square and a non-square image."""
+    """A standard decoder gets the same pixels as the tests' strict reader, for a square
+    and a non-square image."""
     from PIL import Image
 
     for name in ("cfg", "non-square"):
-        assert generate(sd_cases()[name], TINY_SD / "ir", tmp_path / f"{name}.png").returncode == 0
+        case = image_cases(TINY_SD)[name]
+        output = tmp_path / f"{name}.png"
+        assert (
+            generate_image(
+                "stable_diffusion.py", case, TINY_SD / "ir", output
+            ).returncode
+            == 0
+        )
         with Image.open(tmp_path / f"{name}.png") as image:
             assert image.mode == "RGB"
             assert np.array_equal(np.asarray(image), read_png(tmp_path / f"{name}.png"))
 
 
-# (temperature, top_k, top_p): a top-k cut and a top-p cut of logits sharpened by the temperature (the tiny model's
-# logits are nearly flat, so only a low temperature gives some tokens a weight worth counting).
+# (temperature, top_k, top_p): a top-k cut and a top-p cut of logits sharpened by the
+# temperature (the tiny model's
+# logits are nearly flat, so only a low temperature gives some tokens a weight worth
+# counting).
 SAMPLING = [(0.1, 3, 1.0), (0.05, 0, 0.7)]
 SAMPLING_PROMPT, SAMPLING_SEEDS = "The quick brown fox", range(100)
 
 
 @pytest.mark.parametrize("temperature, top_k, top_p", SAMPLING)
-def test_first_sampled_token_follows_transformers_warpers(temperature, top_k, top_p, rebuilt_tiny_llama):
-    """Known-good source: transformers' TemperatureLogitsWarper, TopKLogitsWarper and TopPLogitsWarper, then softmax,
-    on the fixture's first-token logits. Over seeds 0-99 the sample's first token never leaves that support, and its
-    counts fit those probabilities (chi-square, p > 0.001; categories expected under 5 times are pooled)."""
+def test_first_sampled_token_follows_transformers_warpers(
+    temperature, top_k, top_p, rebuilt_tiny_llama
+):
+    """Known-good source: transformers' TemperatureLogitsWarper, TopKLogitsWarper and
+    TopPLogitsWarper, then softmax,
+    on the fixture's first-token logits. Over seeds 0-99 the sample's first token
+    never leaves that support, and its
+    counts fit those probabilities (chi-square, p > 0.001; categories expected under
+    5 times are pooled)."""
     from concurrent.futures import ThreadPoolExecutor
 
     import torch
     from scipy.stats import chisquare
     from transformers import AutoTokenizer, LlamaForCausalLM
-    from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+    from transformers.generation.logits_process import (
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
 
     tokenizer = AutoTokenizer.from_pretrained(rebuilt_tiny_llama / "hf")
     model = LlamaForCausalLM.from_pretrained(rebuilt_tiny_llama / "hf").eval()
     input_ids = tokenizer(SAMPLING_PROMPT, return_tensors="pt")["input_ids"]
     with torch.no_grad():
-        scores = TemperatureLogitsWarper(temperature)(input_ids, model(input_ids).logits[:, -1].float())
-    scores = TopPLogitsWarper(top_p)(input_ids, TopKLogitsWarper(top_k)(input_ids, scores) if top_k else scores)
+        scores = TemperatureLogitsWarper(temperature)(
+            input_ids, model(input_ids).logits[:, -1].float()
+        )
+    scores = TopPLogitsWarper(top_p)(
+        input_ids, TopKLogitsWarper(top_k)(input_ids, scores) if top_k else scores
+    )
     probs = torch.softmax(scores, -1)[0].double().numpy()
     expected = {}  # by the text the sample prints: several byte tokens decode alike
     for token in np.flatnonzero(probs):
@@ -238,8 +422,22 @@ def test_first_sampled_token_follows_transformers_warpers(temperature, top_k, to
         expected[text] = expected.get(text, 0) + probs[token] * len(SAMPLING_SEEDS)
 
     def first_token(seed: int) -> str:
-        run = run_sample("multinomial.py", rebuilt_tiny_llama / "ir", SAMPLING_PROMPT, "--max-new-tokens", 1,
-                         "--temperature", temperature, "--top-k", top_k, "--top-p", top_p, "--seed", seed, "--f32")
+        run = run_sample(
+            "multinomial.py",
+            rebuilt_tiny_llama / "ir",
+            SAMPLING_PROMPT,
+            "--max-new-tokens",
+            1,
+            "--temperature",
+            temperature,
+            "--top-k",
+            top_k,
+            "--top-p",
+            top_p,
+            "--seed",
+            seed,
+            "--f32",
+        )
         assert run.returncode == 0, run.stderr
         return run.stdout[:-1]
 
@@ -247,25 +445,40 @@ def test_first_sampled_token_follows_transformers_warpers(temperature, top_k, to
         drawn = list(pool.map(first_token, SAMPLING_SEEDS))
     assert set(drawn) <= set(expected), set(drawn) - set(expected)
     counted = [text for text, count in expected.items() if count >= 5]
-    observed = [drawn.count(text) for text in counted] + [sum(text not in counted for text in drawn)]
-    predicted = [expected[text] for text in counted] + [len(SAMPLING_SEEDS) - sum(expected[t] for t in counted)]
+    observed = [drawn.count(text) for text in counted] + [
+        sum(text not in counted for text in drawn)
+    ]
+    predicted = [expected[text] for text in counted] + [
+        len(SAMPLING_SEEDS) - sum(expected[t] for t in counted)
+    ]
     if predicted[-1] < 1e-9:  # nothing pooled
         observed, predicted = observed[:-1], predicted[:-1]
     assert len(counted) >= 3
-    predicted = np.array(predicted) * len(drawn) / sum(predicted)  # exactly the same total, as chisquare wants
+    predicted = (
+        np.array(predicted) * len(drawn) / sum(predicted)
+    )  # exactly the same total, as chisquare wants
     assert chisquare(observed, predicted).pvalue > 0.001, (observed, predicted)
 
 
 @pytest.fixture(scope="module")
 def rebuilt_tiny_lcm(tmp_path_factory):
-    """scripts/tiny_lcm.py run afresh: new pipeline, IR (optimum-intel) and diffusers' images."""
+    """scripts/tiny_lcm.py run afresh: new pipeline, IR (optimum-intel) and diffusers'
+    images."""
     return rebuild("tiny_lcm.py", tmp_path_factory.mktemp("tiny-lcm"))
 
 
-@pytest.mark.parametrize("name", lcm_cases())
+@pytest.mark.parametrize("name", image_cases(TINY_LCM))
 def test_rebuilt_tiny_lcm_matches_diffusers(name, rebuilt_tiny_lcm, tmp_path):
-    """Known-good source: diffusers' LatentConsistencyModelPipeline with the sample's latents and per-step noise
-    injected, recomputed just now; the committed images agree with it within one level too."""
+    """Known-good source: diffusers' LatentConsistencyModelPipeline with the sample's
+    latents and per-step noise
+    injected, recomputed just now; the committed images agree with it within one
+    level too."""
     expected = np.load(rebuilt_tiny_lcm / "expected" / f"{name}.npy")
-    assert np.abs(expected.astype(int) - np.load(TINY_LCM / "expected" / f"{name}.npy")).max() <= 1
-    check_lcm_case(lcm_cases(rebuilt_tiny_lcm)[name], expected, rebuilt_tiny_lcm / "ir", tmp_path)
+    assert (
+        np.abs(
+            expected.astype(int) - np.load(TINY_LCM / "expected" / f"{name}.npy")
+        ).max()
+        <= 1
+    )
+    case = image_cases(rebuilt_tiny_lcm)[name]
+    check_image_case("lcm.py", case, expected, tmp_path, rebuilt_tiny_lcm / "ir")

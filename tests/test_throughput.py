@@ -1,56 +1,93 @@
-"""samples/throughput.py: every answer equals greedy decoding's, whatever the number of requests in flight.
+"""samples/throughput.py: every answer equals greedy decoding's, whatever the number of
+requests in flight.
 
-Fast tier: the committed tiny fixture against transformers' greedy texts (expected.json). Reference tier (marked):
+Fast tier: the committed tiny fixture against transformers' greedy texts
+(expected.json). Reference tier (marked):
 the real default model against greedy.py.
 """
-import re
 
 import pytest
 
-from conftest import TINY_LLAMA, check_bad_input, run_sample, tiny_llama_cases
+from conftest import (
+    REAL_BATCH_PROMPTS,
+    TINY_IR,
+    check_bad_input,
+    last_stats,
+    parse_stats,
+    run_sample,
+    tiny_llama_cases,
+)
 
-IR = TINY_LLAMA / "ir"
-CASES = [case for case in tiny_llama_cases() if "\n" not in case["prompt"]]  # a prompts file holds one per line
-STATS = re.compile(r"^(\d+) prompts, (\d+) new tokens in [\d.]+ s with (\d+) requests: [\d.]+ tokens/s$")
+IR = TINY_IR
+CASES = [
+    case for case in tiny_llama_cases() if "\n" not in case["prompt"]
+]  # a prompts file holds one per line
 
 
 def run_throughput(model, prompts: list[str], tmp_path, *args):
-    (tmp_path / "prompts.txt").write_text("".join(prompt + "\n" for prompt in prompts), encoding="utf-8")
-    return run_sample("throughput.py", model, "--prompts", tmp_path / "prompts.txt", "--f32", *args)
+    (tmp_path / "prompts.txt").write_text(
+        "".join(prompt + "\n" for prompt in prompts), encoding="utf-8"
+    )
+    return run_sample(
+        "throughput.py", model, "--prompts", tmp_path / "prompts.txt", "--f32", *args
+    )
 
 
 @pytest.mark.parametrize("requests", [1, 2, 4])
 def test_answers_are_transformers_greedy_texts_in_prompt_order(requests, tmp_path):
-    """Twice the fixture's prompts (more prompts than requests), their answers in input order, one line each."""
+    """Twice the fixture's prompts (more prompts than requests), their answers in input
+    order, one line each."""
     cases = CASES * 2
-    run = run_throughput(IR, [case["prompt"] for case in cases], tmp_path, "--requests", requests, "--max-new-tokens",
-                         cases[0]["max_new_tokens"])
+    run = run_throughput(
+        IR,
+        [case["prompt"] for case in cases],
+        tmp_path,
+        "--requests",
+        requests,
+        "--max-new-tokens",
+        cases[0]["max_new_tokens"],
+    )
     assert run.returncode == 0, run.stderr
-    assert run.stdout.split("\n")[:-1] == [case["text"].replace("\n", "\\n") for case in cases]
-    stats = STATS.match(run.stderr.strip())
-    assert stats and stats.groups() == (str(len(cases)), str(sum(len(case["new_ids"]) for case in cases)),
-                                        str(requests)), run.stderr
+    assert run.stdout.split("\n")[:-1] == [
+        case["text"].replace("\n", "\\n") for case in cases
+    ]
+    stats = last_stats(run.stderr)
+    assert stats["prompts"] == len(cases)
+    assert stats["new_tokens"] == sum(len(case["new_ids"]) for case in cases)
+    assert stats["requests"] == requests
 
 
 def test_compare_runs_once_more_with_one_request(tmp_path):
-    run = run_throughput(IR, [case["prompt"] for case in CASES], tmp_path, "--requests", 3, "--max-new-tokens", 5,
-                         "--compare")
+    run = run_throughput(
+        IR,
+        [case["prompt"] for case in CASES],
+        tmp_path,
+        "--requests",
+        3,
+        "--max-new-tokens",
+        5,
+        "--compare",
+    )
     assert run.returncode == 0, run.stderr
-    assert [STATS.match(line)[3] for line in run.stderr.strip().splitlines()] == ["3", "1"]
+    lines = run.stderr.strip().splitlines()
+    assert [parse_stats(line)["requests"] for line in lines] == [3, 1]
 
 
 def test_default_prompts_and_requests(tmp_path):
     run = run_sample("throughput.py", IR, "--max-new-tokens", 3)
     assert run.returncode == 0, run.stderr
-    assert int(STATS.match(run.stderr.strip())[1]) == len(run.stdout.split("\n")[:-1]) >= 4
+    assert last_stats(run.stderr)["prompts"] == len(run.stdout.split("\n")[:-1]) >= 4
 
 
-@pytest.mark.parametrize("args, says", [
-    (["--prompts", "/nowhere/prompts.txt"], "can't open"),
-    (["--requests", "0"], "--requests"),
-    (["--max-new-tokens", "0"], "--max-new-tokens"),
-    (["--device", "TPU"], "--device TPU"),
-])
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--prompts", "/nowhere/prompts.txt"], "can't open"),
+        (["--requests", "0"], "--requests"),
+        (["--max-new-tokens", "0"], "--max-new-tokens"),
+        (["--device", "TPU"], "--device TPU"),
+    ],
+)
 def test_bad_input_gives_one_line_and_exit_code_2(args, says):
     run = run_sample("throughput.py", IR, *args)
     check_bad_input(run, says)
@@ -61,19 +98,25 @@ def test_a_prompts_file_without_prompts_is_bad_input(tmp_path):
     check_bad_input(run, "holds no prompt")
 
 
-REAL_PROMPTS = ["The Sun is a star. Its light", "中国的首都是", "My favourite emoji are 🙂 and", "Paris",
-                "Once upon a time, a little robot", "def quicksort(items):"]
-
-
 @pytest.mark.reference
 @pytest.mark.parametrize("requests", [1, 2, 4])
 def test_real_model_answers_are_greedy_texts(requests, default_model, tmp_path):
     """Known-good source: greedy.py on each prompt."""
     expected = []
-    for prompt in REAL_PROMPTS:
-        greedy = run_sample("greedy.py", default_model, prompt, "--max-new-tokens", 30, "--f32")
+    for prompt in REAL_BATCH_PROMPTS:
+        greedy = run_sample(
+            "greedy.py", default_model, prompt, "--max-new-tokens", 30, "--f32"
+        )
         assert greedy.returncode == 0, greedy.stderr
         expected.append(greedy.stdout[:-1].replace("\n", "\\n"))
-    run = run_throughput(default_model, REAL_PROMPTS, tmp_path, "--requests", requests, "--max-new-tokens", 30)
+    run = run_throughput(
+        default_model,
+        REAL_BATCH_PROMPTS,
+        tmp_path,
+        "--requests",
+        requests,
+        "--max-new-tokens",
+        30,
+    )
     assert run.returncode == 0, run.stderr
     assert run.stdout.split("\n")[:-1] == expected
