@@ -2,35 +2,28 @@
 """Every sample against openvino_genai on the same IR, on this machine, in one run: a
 Markdown table on stdout.
 
-Each figure is the median of --runs runs after one warm-up run, the sides taking
-turns; each ratio is the median of
-the runs' own ratios (ours against the genai run next to it: this shared VM drifts by
-20% within minutes). Every run
-is a fresh process (the sample file itself, or a small openvino_genai script), so
-loading and compiling stay out of
-the figures, and its peak RSS (VmHWM) is its own.
-  greedy        time to first token and decode tokens/s for prompts of about 16, 512
-  and 2048 tokens, 128 new tokens,
-                default precision and --f32, for greedy.py (stateful model) and
-                paged_attention.py; genai LLMPipeline
-                with ignore_eos, no chat template, in its CPU default (paged
-                attention) and with
-                ATTENTION_BACKEND=SDPA (the stateful model greedy.py uses)
-  beam search   wall time of 20 new tokens with 4 beams, and 15 beams in 3 groups
-  (ours: the sample answers the same
-                prompt 1 + K times, one line each: the time from the first line to
-                the last, divided by K;
-                genai: its second generate() in the process)
-  throughput    aggregate tokens/s for 16 prompts of 32 new tokens: throughput.py
-  with 1 request and the optimal
-                count, continuous_batching.py (all 16 in each inference), and genai
-                generate(list of prompts)
-  image         seconds per denoising step (steps after the first) at 512x512, 20
-  steps, on the tiny SD model;
-                the floor: the UNet's own inference (batch 2, static shapes), timed
-                right after each run
---quick runs the tiny fixtures with short prompts, once: it shows that everything
-runs (the tests use it).
+Each figure is the median of --runs runs after one warm-up run, the sides taking turns;
+each ratio is the median of the runs' own ratios (ours against the genai run next to it:
+this shared VM drifts by 20% within minutes). Every run is a fresh process (the sample
+file itself, or a small openvino_genai script), so loading and compiling stay out of the
+figures, and its peak RSS (VmHWM) is its own.
+  greedy        time to first token and decode tokens/s for prompts of about 16, 512 and
+                2048 tokens, 128 new tokens, default precision and --f32, for greedy.py
+                (stateful model) and paged_attention.py; genai LLMPipeline with
+                ignore_eos, no chat template, in its CPU default (paged attention) and
+                with ATTENTION_BACKEND=SDPA (the stateful model greedy.py uses)
+  beam search   wall time of 20 new tokens with 4 beams, and 15 beams in 3 groups (ours:
+                the sample answers the same prompt 1 + K times, one line each: the time
+                from the first line to the last, divided by K; genai: its second
+                generate() in the process)
+  throughput    aggregate tokens/s for 16 prompts of 32 new tokens: throughput.py with 1
+                request and the optimal count, continuous_batching.py (all 16 in each
+                inference), and genai generate(list of prompts)
+  image         seconds per denoising step (steps after the first) at 512x512, 20 steps,
+                on the tiny SD model; the floor: the UNet's own inference (batch 2,
+                static shapes), timed right after each run
+--quick runs the tiny fixtures with short prompts, once: it shows that everything runs
+(the tests use it).
 Needs scripts/requirements.txt (openvino-genai). Example: python scripts/benchmark.py
 --runs 5 > benchmark.md
 """
@@ -252,8 +245,8 @@ class Table:
 
 
 def figures(stderr: str) -> tuple[float, float]:
-    """greedy.py's (and paged_attention.py's) stats line: time to first token (ms) and
-    decode tokens/s."""
+    """greedy.py's (and paged_attention.py's) last stderr line: time to first token (ms)
+    and decode tokens/s."""
     stats = last_stats(stderr)
     return stats["first_token_ms"], stats["tokens_per_second"]
 

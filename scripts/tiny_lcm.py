@@ -3,16 +3,15 @@
 images for the tests.
 
 The tiny SD 1.x pipeline of scripts/tiny_sd.py with a UNet that takes the guidance
-embedding (time_cond_proj_dim)
-and diffusers' LCMScheduler. Writes into OUT_DIR (default tests/data/tiny-lcm):
+embedding (time_cond_proj_dim) and diffusers' LCMScheduler. Writes into OUT_DIR (default
+tests/data/tiny-lcm):
   diffusers/  the pipeline in diffusers layout
   ir/         `optimum-cli export openvino --task latent-consistency` of it (as
-  main_export)
+              main_export)
   expected/   CASE.npy for each case: the uint8 image of diffusers'
-  LatentConsistencyModelPipeline given the sample's
-              latents and, between steps, the sample's noise (numpy
-              default_rng(seed): latents first, then a draw per
-              step), output_type="np"; expected/cases.json the cases
+              LatentConsistencyModelPipeline given the sample's latents and, between
+              steps, the sample's noise (numpy default_rng(seed): latents first, then a
+              draw per step), output_type="np"; expected/cases.json the cases
 Nothing is downloaded. Needs tests/requirements.txt.
 """
 

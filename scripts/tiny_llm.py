@@ -2,18 +2,18 @@
 """Build the tiny random-weight Llama test fixture offline, and its reference outputs.
 
 Writes into OUT_DIR (default tests/data/tiny-llama):
-  hf/        the Hugging Face model and tokenizer (a byte-level BPE trained here on
-  the text below)
+  hf/        the Hugging Face model and tokenizer (a byte-level BPE trained here on the
+             text below)
   ir/        the stateful IR (optimum-intel, fp32) and
-  openvino_tokenizer/detokenizer.xml
-  expected.json  transformers' greedy generate() for each test prompt: prompt ids,
-  new ids, text
-  expected_beam.json  transformers' beam search (4 beams) over prompts x EOS ids x
-  early stopping x length penalty
+             openvino_tokenizer/detokenizer.xml
+  expected.json  transformers' greedy generate() for each test prompt: prompt ids, new
+                 ids, text
+  expected_beam.json  transformers' beam search (4 beams) over prompts x EOS ids x early
+                      stopping x length penalty
   expected_chat.json  scripted conversations: each turn's answer from
-  apply_chat_template(add_generation_prompt=True)
-                      and greedy generate() on the whole history, and the tokens a
-                      KV-cached chat feeds that turn
+                      apply_chat_template(add_generation_prompt=True) and greedy
+                      generate() on the whole history, and the tokens a KV-cached chat
+                      feeds that turn
 Nothing is downloaded. Needs tests/requirements.txt. Rerunning gives the same files.
 """
 
@@ -51,8 +51,8 @@ Emoji carry meaning too: 🙂 😀 🎉 🍕 🚀 ❤️ 👍 and they take seve
 Numbers like 3.14159, 2026 and 1,000,000 appear in text; so do URLs such as https://example.org/path?q=1.
 """
 # Test prompts: ASCII, code, Chinese, emoji, a long one, one token. The EOS row of the
-# LM head is set
-# below so that some of them stop on EOS before max_new_tokens and some do not.
+# LM head is set below so that some of them stop on EOS before max_new_tokens and some
+# do not.
 PROMPTS = [
     "Hello, world! How are you today?",
     "def fibonacci(n):\n    if n < 2:\n        return n\n    return",
@@ -77,9 +77,8 @@ CHAT_TEMPLATE = (
     "'<|endoftext|>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
 )
 # Short answers re-tokenize to the tokens generated, so the history extends the cache;
-# longer ones hold cut UTF-8
-# characters (U+FFFD once decoded), so it does not and the chat must run the history
-# again.
+# longer ones hold cut UTF-8 characters (U+FFFD once decoded), so it does not and the
+# chat must run the history again.
 CHATS = [
     {
         "system": None,
@@ -165,9 +164,8 @@ def build_model(vocab_size: int, prompt_ids: list[list[int]]) -> LlamaForCausalL
     model = LlamaForCausalLM(config).eval()
     answers = [greedy(model, ids, None) for ids in prompt_ids]
     # A token that appears after the first few new tokens of some answers but not of
-    # all: scaling its
-    # LM-head row into the EOS row makes EOS win exactly where that token (positive
-    # logit) would.
+    # all: scaling its LM-head row into the EOS row makes EOS win exactly where that
+    # token (positive logit) would.
     for token in sorted({t for answer in answers for t in answer[3:]}):
         hits = sum(
             token in answer[3:] and token not in answer[:3] for answer in answers
@@ -239,8 +237,8 @@ def chat(
     max_new_tokens: int,
 ) -> list[dict]:
     """Each turn answered from scratch on the whole templated history; `fed`: what a
-    chat keeping its KV cache feeds
-    (the history's new tokens when it extends the cached ones, else all of it)."""
+    chat keeping its KV cache feeds (the history's new tokens when it extends the cached
+    ones, else all of it)."""
     messages, cached, answers = (
         [{"role": "system", "content": system}] if system else [],
         [],

@@ -3,16 +3,15 @@
 images for the tests.
 
 Writes into OUT_DIR (default tests/data/tiny-sd):
-  diffusers/  the pipeline in diffusers layout (CLIP tokenizer from a small
-  byte-level BPE trained here)
+  diffusers/  the pipeline in diffusers layout (CLIP tokenizer from a small byte-level
+              BPE trained here)
   ir/         `optimum-cli export openvino --task stable-diffusion` of it (as
-  main_export)
+              main_export)
   expected/   for each case in CASES: CASE.npy, the uint8 image diffusers'
-  StableDiffusionPipeline makes with
-              EulerDiscreteScheduler, the sample's latents (numpy default_rng(seed))
-              and output_type="np"
+              StableDiffusionPipeline makes with EulerDiscreteScheduler, the sample's
+              latents (numpy default_rng(seed)) and output_type="np"
   expected/cases.json  the cases: prompt, negative prompt, steps, guidance, size,
-  scheduler config changes
+                       scheduler config changes
 Nothing is downloaded. Needs tests/requirements.txt. Rerunning gives the same files.
 """
 
@@ -106,10 +105,9 @@ def clip_tokenizer() -> CLIPTokenizer:
     """A CLIP tokenizer (BOS/EOS added, pad = eos = <|endoftext|>, 77 positions) with
     BPE merges learnt from TEXT.
 
-    Learnt here, not with tokenizers' BpeTrainer, whose ties and ids change from run
-    to run: the most frequent pair
-    wins, ties go to the smallest pair. Vocabulary laid out as CLIP's: bytes, bytes
-    ending a word, merges, specials.
+    Learnt here, not with tokenizers' BpeTrainer, whose ties and ids change from run to
+    run: the most frequent pair wins, ties go to the smallest pair. Vocabulary laid out
+    as CLIP's: bytes, bytes ending a word, merges, specials.
     """
     template = (
         CLIPTokenizer().backend_tokenizer

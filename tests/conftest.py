@@ -40,7 +40,8 @@ REAL_BATCH_PROMPTS = [
 
 
 class Run:
-    """A finished sample process: exit code, stdout and stderr as UTF-8 text."""
+    """A finished sample process: exit code, stdout and stderr as UTF-8 text (no newline
+    translation)."""
 
     def __init__(self, process: subprocess.CompletedProcess):
         self.returncode = process.returncode
@@ -161,7 +162,8 @@ def copy_with_truncated(folder: Path, name: str, destination: Path) -> Path:
 
 
 def ir_copy_with_eos(folder: Path, destination: Path, eos_token_id: int | None) -> Path:
-    """A copy of an IR folder whose tokenizer rt_info names another EOS id, or none."""
+    """A copy of an IR folder whose tokenizer rt_info names another EOS id, or none
+    (None)."""
     shutil.copytree(folder, destination, dirs_exist_ok=True)
     xml = destination / "openvino_tokenizer.xml"
     entry = "" if eos_token_id is None else f'<eos_token_id value="{eos_token_id}" />'

@@ -2,9 +2,8 @@
 decoding's text exactly.
 
 Fast tier: the committed tiny fixture, whose transformers greedy texts are in
-expected.json. Reference tier (marked):
-the real pair, the default u4 model drafting for an fp32 conversion of the same GGUF,
-against greedy.py.
+expected.json. Reference tier (marked): the real pair, the default u4 model drafting for
+an fp32 conversion of the same GGUF, against greedy.py.
 """
 
 import shutil
@@ -31,8 +30,8 @@ CASES = tiny_llama_cases()
 
 
 def stats(run) -> dict:
-    """The stats line: prompt and new tokens, inferences of the checking model, guesses
-    accepted and made."""
+    """The last stderr line: prompt and new tokens, inferences of the checking model,
+    guesses accepted and made."""
     assert run.returncode == 0, run.stderr
     return last_stats(run.stderr)
 

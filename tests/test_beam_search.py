@@ -2,9 +2,8 @@
 requirements.txt and pytest.
 
 Known-good source: transformers' beam search (generate(num_beams=4,
-num_return_sequences=4, do_sample=False))
-on the same weights, recorded in tests/data/tiny-llama/expected_beam.json by
-scripts/tiny_llm.py.
+num_return_sequences=4, do_sample=False)) on the same weights, recorded in
+tests/data/tiny-llama/expected_beam.json by scripts/tiny_llm.py.
 """
 
 import pytest

@@ -2,11 +2,10 @@
 sequences share an inference.
 
 Fast tier: the committed tiny fixture against transformers' greedy texts
-(expected.json). With fewer places than
-prompts, places are reused (a new prompt overwrites a finished one's cache blocks)
-and inferences mix a new prompt's
-prefill with the others' next tokens. Reference tier (marked): the real default model
-against greedy.py.
+(expected.json). With fewer places than prompts, places are reused (a new prompt
+overwrites a finished one's cache blocks) and inferences mix a new prompt's prefill with
+the others' next tokens. Reference tier (marked): the real default model against
+greedy.py.
 """
 
 import time

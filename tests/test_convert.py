@@ -1,6 +1,5 @@
 """scripts/convert.py: bad inputs (fast tier); every weight format on the tiny fixture
-and the GGUF route on the
-real model (reference tier, needs tests/requirements.txt)."""
+and the GGUF route on the real model (reference tier, needs tests/requirements.txt)."""
 
 import collections
 import os

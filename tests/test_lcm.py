@@ -1,11 +1,10 @@
 """samples/lcm.py on the committed tiny LCM fixture: fast tier, needs only
 requirements.txt and pytest.
 
-Known-good source: diffusers' LatentConsistencyModelPipeline (LCMScheduler) on the
-same random weights, given the
-sample's latents and per-step noise, recorded in tests/data/tiny-lcm/expected/ by
-scripts/tiny_lcm.py
-(tests/test_reference.py rebuilds the fixture and recomputes them).
+Known-good source: diffusers' LatentConsistencyModelPipeline (LCMScheduler) on the same
+random weights, given the sample's latents and per-step noise, recorded in
+tests/data/tiny-lcm/expected/ by scripts/tiny_lcm.py (tests/test_reference.py rebuilds
+the fixture and recomputes them).
 """
 
 import numpy as np

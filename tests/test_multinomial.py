@@ -1,9 +1,8 @@
 """samples/multinomial.py on the committed tiny fixture: fast tier, needs only
 requirements.txt and pytest.
 
-Known-good sources: transformers' greedy generate() (expected.json) for --top-k 1;
-the distribution test against
-transformers' logits warpers is in tests/test_reference.py.
+Known-good sources: transformers' greedy generate() (expected.json) for --top-k 1; the
+distribution test against transformers' logits warpers is in tests/test_reference.py.
 """
 
 import pytest

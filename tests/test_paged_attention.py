@@ -2,9 +2,8 @@
 requirements.txt and pytest.
 
 Known-good source: transformers' greedy generate() on the same weights
-(tests/data/tiny-llama/expected.json), as for
-greedy.py. The fixture's longest prompt fills several cache blocks, so a wrong block
-table or past length fails.
+(tests/data/tiny-llama/expected.json), as for greedy.py. The fixture's longest prompt
+fills several cache blocks, so a wrong block table or past length fails.
 """
 
 import pytest

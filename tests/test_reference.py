@@ -1,8 +1,8 @@
 """Reference tier: recompute the expected outputs with the reference implementations
 themselves.
 
-Needs tests/requirements.txt (torch, transformers, optimum-intel, openvino_genai).
-Run with `pytest -m reference`.
+Needs tests/requirements.txt (torch, transformers, optimum-intel, openvino_genai). Run
+with `pytest -m reference`.
 """
 
 import numpy as np
@@ -124,11 +124,9 @@ CHAT_TURNS = [
 
 def test_default_model_chat_equals_greedy_on_the_whole_history(default_model):
     """Known-good source: greedy.py on the whole templated history each turn (rendered
-    with jinja2 as transformers
-    renders it). The chat feeds only each turn's new tokens: the history minus what
-    the cache holds (the previous
-    history and the answer's tokens, all but the last when the answer stopped at
-    --max-new-tokens)."""
+    with jinja2 as transformers renders it). The chat feeds only each turn's new tokens:
+    the history minus what the cache holds (the previous history and the answer's
+    tokens, all but the last when the answer stopped at --max-new-tokens)."""
     import jinja2.sandbox
     import openvino as ov
 
@@ -220,9 +218,8 @@ def test_paged_attention_matches_openvino_genai_default(
     prompt, default_model, genai_paged
 ):
     """Known-good source: openvino_genai's default LLMPipeline (the same PagedAttention
-    kernels and u8 cache),
-    greedy, default precision; the last prompt (about 280 tokens) fills several cache
-    blocks."""
+    kernels and u8 cache), greedy, default precision; the last prompt (about 280 tokens)
+    fills several cache blocks."""
     check_equals_genai(genai_paged, "paged_attention.py", default_model, prompt)
 
 
@@ -235,14 +232,11 @@ def test_default_model_runs_with_no_arguments(default_model):
 
 
 # Group beam search against openvino_genai. Its rules differ from transformers' (which
-# the sample follows) in
-# three places: it sums the softmax in float32 one term at a time (log-probs off by
-# ~1e-4, enough to flip near
-# ties), it judges the early stop by the previous step's best beam and length, and at
-# the length limit it
-# finishes every running beam rather than the top candidates. So the prompts here are
-# ones where no such case
-# arises; each must still agree in all three stopping modes.
+# the sample follows) in three places: it sums the softmax in float32 one term at a time
+# (log-probs off by ~1e-4, enough to flip near ties), it judges the early stop by the
+# previous step's best beam and length, and at the length limit it finishes every
+# running beam rather than the top candidates. So the prompts here are ones where no
+# such case arises; each must still agree in all three stopping modes.
 GENAI_AGREEING_PROMPTS = {
     "tiny": [
         "Hello, world! How are you today?",
@@ -377,9 +371,8 @@ def test_pillow_reads_the_png_back(tmp_path):
 
 
 # (temperature, top_k, top_p): a top-k cut and a top-p cut of logits sharpened by the
-# temperature (the tiny model's
-# logits are nearly flat, so only a low temperature gives some tokens a weight worth
-# counting).
+# temperature (the tiny model's logits are nearly flat, so only a low temperature gives
+# some tokens a weight worth counting).
 SAMPLING = [(0.1, 3, 1.0), (0.05, 0, 0.7)]
 SAMPLING_PROMPT, SAMPLING_SEEDS = "The quick brown fox", range(100)
 
@@ -389,11 +382,10 @@ def test_first_sampled_token_follows_transformers_warpers(
     temperature, top_k, top_p, rebuilt_tiny_llama
 ):
     """Known-good source: transformers' TemperatureLogitsWarper, TopKLogitsWarper and
-    TopPLogitsWarper, then softmax,
-    on the fixture's first-token logits. Over seeds 0-99 the sample's first token
-    never leaves that support, and its
-    counts fit those probabilities (chi-square, p > 0.001; categories expected under
-    5 times are pooled)."""
+    TopPLogitsWarper, then softmax, on the fixture's first-token logits. Over seeds 0-99
+    the sample's first token never leaves that support, and its counts fit those
+    probabilities (chi-square, p > 0.001; categories expected under 5 times are pooled).
+    """
     from concurrent.futures import ThreadPoolExecutor
 
     import torch
@@ -470,9 +462,8 @@ def rebuilt_tiny_lcm(tmp_path_factory):
 @pytest.mark.parametrize("name", image_cases(TINY_LCM))
 def test_rebuilt_tiny_lcm_matches_diffusers(name, rebuilt_tiny_lcm, tmp_path):
     """Known-good source: diffusers' LatentConsistencyModelPipeline with the sample's
-    latents and per-step noise
-    injected, recomputed just now; the committed images agree with it within one
-    level too."""
+    latents and per-step noise injected, recomputed just now; the committed images agree
+    with it within one level too."""
     expected = np.load(rebuilt_tiny_lcm / "expected" / f"{name}.npy")
     assert (
         np.abs(

@@ -1,11 +1,10 @@
 """samples/stable_diffusion.py on the committed tiny SD fixture: fast tier, needs only
 requirements.txt and pytest.
 
-Known-good source: diffusers' StableDiffusionPipeline with EulerDiscreteScheduler on
-the same random weights and the
-sample's latents, recorded in tests/data/tiny-sd/expected/ by scripts/tiny_sd.py
-(tests/test_reference.py rebuilds
-the fixture and recomputes them).
+Known-good source: diffusers' StableDiffusionPipeline with EulerDiscreteScheduler on the
+same random weights and the sample's latents, recorded in tests/data/tiny-sd/expected/
+by scripts/tiny_sd.py (tests/test_reference.py rebuilds the fixture and recomputes
+them).
 """
 
 import re
@@ -42,9 +41,8 @@ def test_tiny_sd_matches_diffusers(name, tmp_path):
 
 def test_fixture_covers_what_it_must():
     """Cases named by the issue: guidance with and without a negative prompt, none, a
-    non-square size, 1 and 20
-    steps, the three timestep spacings, v_prediction, and a prompt longer than CLIP's
-    77 positions."""
+    non-square size, 1 and 20 steps, the three timestep spacings, v_prediction, and a
+    prompt longer than CLIP's 77 positions."""
     spacings = {
         case.get("scheduler", {}).get("timestep_spacing", "leading")
         for case in CASES.values()
@@ -135,11 +133,9 @@ def test_ctrl_c_exits_130_without_traceback(tmp_path):
 
 def test_long_prompts_are_cut_as_transformers_cuts_them(tmp_path):
     """CLIP keeps BOS, the first 75 tokens and the final EOS (transformers' truncation).
-    Each "a" is one token of
-    the fixture's tokenizer: prompts that differ only after the 75th token give the
-    same file, prompts that differ in
-    the 75th do not. (One of 77 positions moves the tiny model's image by about one
-    level, so diffusers parity alone
+    Each "a" is one token of the fixture's tokenizer: prompts that differ only after the
+    75th token give the same file, prompts that differ in the 75th do not. (One of 77
+    positions moves the tiny model's image by about one level, so diffusers parity alone
     would not show a cut in the wrong place.)"""
 
     def png_bytes(prompt: str, name: str) -> bytes:

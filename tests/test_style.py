@@ -1,6 +1,5 @@
-"""The house rules a reader relies on (fast tier): code formatted and ruff-clean, each
-sample within its budget of code lines, plain, standing alone, and each block that
-samples share written the same way in all of them."""
+"""The house rules a reader relies on: ruff-clean code, short self-contained samples
+(fast tier)."""
 
 import ast
 import io

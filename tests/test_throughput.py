@@ -2,8 +2,7 @@
 requests in flight.
 
 Fast tier: the committed tiny fixture against transformers' greedy texts
-(expected.json). Reference tier (marked):
-the real default model against greedy.py.
+(expected.json). Reference tier (marked): the real default model against greedy.py.
 """
 
 import pytest
