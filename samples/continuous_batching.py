@@ -168,16 +168,17 @@ def generate_in_batches(
         # The sequences' new tokens lie one after another along axis 0.
         lengths = [len(sequence.new_ids) for sequence in sequences]
         begins = np.cumsum([0] + lengths)
+        new_ids = []
         positions = []
         for sequence in sequences:
-            end = sequence.cached + len(sequence.new_ids)
-            positions.append(np.arange(sequence.cached, end))
+            new_ids += sequence.new_ids
+            positions += range(sequence.cached, sequence.cached + len(sequence.new_ids))
         past_lens = np.array([sequence.cached for sequence in sequences])
         blocks_per_place = block_table.shape[1]
         request.infer(
             {
-                "input_ids": np.concatenate([s.new_ids for s in sequences]),
-                "position_ids": np.concatenate(positions),
+                "input_ids": np.array(new_ids, dtype=np.int64),
+                "position_ids": np.array(positions, dtype=np.int64),
                 "past_lens": past_lens.astype(np.int32),  # tokens already cached
                 "subsequence_begins": begins.astype(np.int32),
                 "max_context_len": np.array(max(past_lens + lengths), np.int32),
