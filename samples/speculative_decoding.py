@@ -187,16 +187,16 @@ def main() -> None:
     main_llm = read_llm_folder(core, parser, args.main_dir)
     keep_last_logits(draft_llm.model, 1)
     keep_last_logits(main_llm.model, MAX_DRAFT + 1)  # the positions that are checked
-    draft = compile_llm(core, parser, draft_llm.model, args).create_infer_request()
+    draft_compiled = compile_llm(core, parser, draft_llm.model, args)
+    draft_request = draft_compiled.create_infer_request()
     main_compiled = compile_llm(core, parser, main_llm.model, args)
-    main = main_compiled.create_infer_request()
+    main_request = main_compiled.create_infer_request()
     # Guesses are worth checking only if the draft's ids mean what the main model's do.
     size = main_compiled.output("logits").partial_shape[2].get_length()
     same_eos = draft_llm.eos_token_id == main_llm.eos_token_id
-    same_texts = vocabulary(draft_llm.detokenizer, size) == vocabulary(
-        main_llm.detokenizer, size
-    )
-    if not same_eos or not same_texts:
+    draft_vocabulary = vocabulary(draft_llm.detokenizer, size)
+    main_vocabulary = vocabulary(main_llm.detokenizer, size)
+    if not same_eos or draft_vocabulary != main_vocabulary:
         parser.error(
             f"the tokenizers of {args.draft_dir} and {args.main_dir} differ: "
             "pick a draft model of the same family"
@@ -205,8 +205,8 @@ def main() -> None:
 
     start = time.perf_counter()
     # The prefill feeds the prompt to both: each cache holds every token but the last.
-    infer_logits(draft, prompt_ids, 0)
-    first_token = int(infer_logits(main, prompt_ids, 0)[-1].argmax())
+    infer_logits(draft_request, prompt_ids, 0)
+    first_token = int(infer_logits(main_request, prompt_ids, 0)[-1].argmax())
     tokens = prompt_ids + [first_token]
     draft_cached = len(prompt_ids)  # the tokens in the draft's cache
     draft_size = 2  # guesses per step: up by 2 while all hold, down by 1 otherwise
@@ -227,16 +227,16 @@ def main() -> None:
         guesses = []
         for _ in range(min(draft_size, args.max_new_tokens - len(answer))):
             new_ids = (tokens + guesses)[draft_cached:]
-            logits = infer_logits(draft, new_ids, draft_cached)
+            logits = infer_logits(draft_request, new_ids, draft_cached)
             guesses.append(int(logits[-1].argmax()))
             draft_cached = len(tokens) + len(guesses) - 1  # not its last guess
-        agreed = verify(main, tokens, guesses)
+        agreed = verify(main_request, tokens, guesses)
         main_inferences += 1
         proposed += len(guesses)
         accepted += agreed
         # The draft's cache too keeps only what the main model accepted.
         draft_cached = min(draft_cached, len(tokens) - 1)
-        trim_cache(draft, draft_cached)
+        trim_cache(draft_request, draft_cached)
         if agreed == len(guesses):
             draft_size = min(draft_size + 2, MAX_DRAFT)
         else:
