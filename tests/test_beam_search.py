@@ -24,8 +24,8 @@ CASES = read_cases(TINY_LLAMA / "expected_beam.json", "tiny_llm.py")
 
 def case_id(case) -> str:
     return (
-        f"eos{case['eos_token_id']}-es_{case['early_stopping']}-lp{case['length_penalty']}"
-        f"-ngram{case['no_repeat_ngram_size']}"
+        f"eos{case.get('eos_token_id')}-es_{case.get('early_stopping')}"
+        f"-lp{case.get('length_penalty')}-ngram{case.get('no_repeat_ngram_size')}"
     )
 
 

@@ -29,7 +29,7 @@ from conftest import (
 
 IR = TINY_IR
 # A prompts file holds one prompt per line.
-CASES = [case for case in tiny_llama_cases() if "\n" not in case["prompt"]]
+CASES = [case for case in tiny_llama_cases() if "\n" not in case.get("prompt", "")]
 
 
 def run_batching(model, prompts: list[str], tmp_path, *args):

@@ -29,8 +29,9 @@ CASES = image_cases(TINY_LCM)
 
 @pytest.mark.parametrize("name", CASES)
 def test_tiny_lcm_matches_diffusers(name, tmp_path):
+    case = CASES[name]  # first: a missing fixture fails here, saying how to build it
     expected = np.load(TINY_LCM / "expected" / f"{name}.npy")
-    check_image_case("lcm.py", CASES[name], expected, tmp_path, TINY_LCM / "ir")
+    check_image_case("lcm.py", case, expected, tmp_path, TINY_LCM / "ir")
 
 
 def test_fixture_covers_1_4_and_8_steps_and_two_guidance_scales():

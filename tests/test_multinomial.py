@@ -13,7 +13,9 @@ IR = TINY_LLAMA / "ir"
 CASES = tiny_llama_cases()
 
 
-@pytest.mark.parametrize("case", CASES[:4], ids=[f"prompt{i}" for i in range(4)])
+@pytest.mark.parametrize(
+    "case", CASES[:4], ids=[f"prompt{i}" for i in range(len(CASES[:4]))]
+)
 def test_top_k_1_is_greedy(case):
     """With one candidate left every draw is the argmax: transformers' greedy text,
     whatever the seed."""

@@ -33,10 +33,9 @@ def generate(case: dict, model, output, *extra):
 
 @pytest.mark.parametrize("name", CASES)
 def test_tiny_sd_matches_diffusers(name, tmp_path):
+    case = CASES[name]  # first: a missing fixture fails here, saying how to build it
     expected = np.load(TINY_SD / "expected" / f"{name}.npy")
-    check_image_case(
-        "stable_diffusion.py", CASES[name], expected, tmp_path, TINY_SD / "ir"
-    )
+    check_image_case("stable_diffusion.py", case, expected, tmp_path, TINY_SD / "ir")
 
 
 def test_fixture_covers_what_it_must():

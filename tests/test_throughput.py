@@ -18,9 +18,8 @@ from conftest import (
 )
 
 IR = TINY_IR
-CASES = [
-    case for case in tiny_llama_cases() if "\n" not in case["prompt"]
-]  # a prompts file holds one per line
+# A prompts file holds one prompt per line.
+CASES = [case for case in tiny_llama_cases() if "\n" not in case.get("prompt", "")]
 
 
 def run_throughput(model, prompts: list[str], tmp_path, *args):
