@@ -113,6 +113,15 @@ def compile_llm(core: ov.Core, parser, model: ov.Model, args) -> ov.CompiledMode
         parser.error(f"cannot compile for --device {args.device}: {last_line(error)}")
 
 
+def blocks_for(compiled: ov.CompiledModel, tokens: int) -> int:
+    """How many cache blocks hold `tokens` tokens, at the compiled block size.
+
+    The value cache's block axis is the block size; a u8 key cache may add its scales
+    to that axis, so it is read from value_cache.0."""
+    block_size = compiled.input("value_cache.0").partial_shape[2].get_length()
+    return -(-tokens // block_size)  # rounded up
+
+
 def allocate_cache_blocks(compiled, request: ov.InferRequest, blocks: int) -> None:
     """Give each key_cache.N and value_cache.N input a tensor of `blocks` cache blocks.
 
@@ -235,12 +244,10 @@ def main() -> None:
     for prompt in prompts:
         prompt_ids.append(llm.tokenizer([prompt])["input_ids"][0].tolist())
 
-    # Each place owns enough blocks for the longest prompt and its answer; the value
-    # cache's block axis is the block size (a u8 key cache may add its scales to it).
+    # Each place owns enough blocks for the longest prompt and its answer.
     places = min(args.max_sequences, len(prompts))
-    block_size = compiled.input("value_cache.0").partial_shape[2].get_length()
     longest = max(len(ids) for ids in prompt_ids) + args.max_new_tokens
-    blocks_per_place = -(-longest // block_size)  # rounded up
+    blocks_per_place = blocks_for(compiled, longest)
     block_table = np.arange(places * blocks_per_place, dtype=np.int32)
     block_table = block_table.reshape(places, blocks_per_place)
     request = compiled.create_infer_request()

@@ -99,6 +99,15 @@ def compile_llm(core: ov.Core, parser, model: ov.Model, args) -> ov.CompiledMode
         parser.error(f"cannot compile for --device {args.device}: {last_line(error)}")
 
 
+def blocks_for(compiled: ov.CompiledModel, tokens: int) -> int:
+    """How many cache blocks hold `tokens` tokens, at the compiled block size.
+
+    The value cache's block axis is the block size; a u8 key cache may add its scales
+    to that axis, so it is read from value_cache.0."""
+    block_size = compiled.input("value_cache.0").partial_shape[2].get_length()
+    return -(-tokens // block_size)  # rounded up
+
+
 def allocate_cache_blocks(compiled, request: ov.InferRequest, blocks: int) -> None:
     """Give each key_cache.N and value_cache.N input a tensor of `blocks` cache blocks.
 
@@ -169,10 +178,8 @@ def main() -> None:
     compiled = compile_llm(core, parser, llm.model, args)
     request = compiled.create_infer_request()
     prompt_ids = llm.tokenizer([args.prompt])["input_ids"][0].tolist()
-    # Enough blocks for the prompt and the longest answer; the value cache's block axis
-    # is the block size (a u8 key cache may add its scales to it).
-    block_size = compiled.input("value_cache.0").partial_shape[2].get_length()
-    blocks = -(-(len(prompt_ids) + args.max_new_tokens) // block_size)  # rounded up
+    # Enough blocks for the prompt and the longest answer.
+    blocks = blocks_for(compiled, len(prompt_ids) + args.max_new_tokens)
     allocate_cache_blocks(compiled, request, blocks)
 
     start = time.perf_counter()

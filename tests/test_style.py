@@ -22,10 +22,10 @@ BUDGETS = {
     "greedy.py": 120,  # asked: 100
     "chat.py": 142,  # asked: 120
     "multinomial.py": 141,  # asked: 120
-    "paged_attention.py": 134,  # asked: 120
+    "paged_attention.py": 136,  # asked: 120
     "prompt_lookup.py": 148,  # asked: 120
     "throughput.py": 167,  # asked: 120
-    "continuous_batching.py": 189,  # asked: 130
+    "continuous_batching.py": 191,  # asked: 130
     "speculative_decoding.py": 174,  # asked: 130
     "beam_search.py": 204,  # asked: 150
     "stable_diffusion.py": 190,  # asked: 150
