@@ -12,6 +12,7 @@ Example: python samples/beam_search.py models/SmolLM2-135M-Instruct "The Moon is
 """
 
 import argparse
+import json
 import sys
 from dataclasses import dataclass, field
 from operator import attrgetter
@@ -23,6 +24,7 @@ import openvino as ov
 import openvino_tokenizers  # noqa: F401  registers the tokenizer IRs' string operations
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models/SmolLM2-135M-Instruct"
+DEFAULT_PROMPT = "The Moon is"
 EXPORT_HINT = "run scripts/prepare_default_model.py, or optimum-cli export openvino"
 LLM_FILES = ("openvino_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml")
 # Only a stateful export (--task text-generation-with-past) has beam_idx: the KV
@@ -55,11 +57,37 @@ class Group:
     finished: list[Hypothesis] = field(default_factory=list)  # best first
 
 
+# config.json's name for the context length: in Llama and most others, GPT-2, MPT.
+CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len")
+
+
 class LLMFolder(NamedTuple):
     model: ov.Model  # the LLM, read but not compiled: it can still be edited
     tokenizer: ov.CompiledModel  # [text] -> input_ids (1, tokens)
     detokenizer: ov.CompiledModel  # token ids (1, tokens) -> [text]
     eos_token_id: int  # the token that ends an answer
+    context_length: int  # the positions the model was trained on (unknown: sys.maxsize)
+
+
+def is_prompt(argument: str) -> bool:
+    """Is a lone positional argument a prompt for the default model, not MODEL_DIR?
+
+    A prompt alone ("Tell me a joke") is what people type first. Text shaped like a path
+    (a folder part and no spaces) stays MODEL_DIR, so that a mistyped folder still gets
+    the message that says how to make one."""
+    if Path(argument).is_dir():
+        return False
+    return len(argument.split()) > 1 or Path(argument).name == argument
+
+
+def read_json(parser, path: Path) -> dict:
+    """A JSON file of the model folder, {} where there is none; a broken one exits."""
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        parser.error(f"cannot read {path}: {error}")
 
 
 def last_line(error: Exception) -> str:
@@ -87,7 +115,26 @@ def read_llm_folder(core: ov.Core, parser, model_dir: Path) -> LLMFolder:
     if "eos_token_id" not in rt_info:
         parser.error(f"{model_dir}: the tokenizer's rt_info has no eos_token_id")
     eos_token_id = rt_info["eos_token_id"].astype(int)
-    return LLMFolder(model, compiled_tokenizer, detokenizer, eos_token_id)
+    # A GGUF-converted folder has no config.json: its context length is not known.
+    config = read_json(parser, model_dir / "config.json")
+    lengths = [config[key] for key in CONTEXT_KEYS if key in config]
+    context_length = lengths[0] if lengths else sys.maxsize
+    return LLMFolder(
+        model, compiled_tokenizer, detokenizer, eos_token_id, context_length
+    )
+
+
+def fit_to_context(parser, llm, prompt_ids: list[int], max_new_tokens: int) -> int:
+    """max_new_tokens, or fewer where the model's context ends sooner (said on stderr).
+
+    Past its context a model writes nonsense without a word of warning (rotary models
+    extrapolate, learned position tables are read out of range)."""
+    room = llm.context_length - len(prompt_ids)
+    if room < 1:
+        parser.error(f"the prompt fills the model's context of {llm.context_length}")
+    if room < max_new_tokens:
+        print(f"the context leaves room for {room} new tokens", file=sys.stderr)
+    return min(room, max_new_tokens)
 
 
 def keep_last_logits(model: ov.Model, positions: int) -> None:
@@ -195,8 +242,8 @@ def group_step(group, log_probs, picked, prompt_ids, eos_token_id, args) -> None
 def main() -> None:
     # usage=SUPPRESS: a bad argument gives one line on stderr, not the usage text too.
     parser = argparse.ArgumentParser(description=__doc__, usage=argparse.SUPPRESS)
-    parser.add_argument("model_dir", nargs="?", type=Path, default=DEFAULT_MODEL_DIR)
-    parser.add_argument("prompts", nargs="*", default=["The Moon is"])
+    parser.add_argument("model_dir", nargs="?", default=str(DEFAULT_MODEL_DIR))
+    parser.add_argument("prompts", nargs="*", help=f"default: {DEFAULT_PROMPT}")
     parser.add_argument("--max-new-tokens", type=int, default=20, help=">= 1")
     parser.add_argument("--num-beams", type=int, default=15, help="in all groups, >= 1")
     parser.add_argument("--num-beam-groups", type=int, default=3, help="divides beams")
@@ -209,6 +256,12 @@ def main() -> None:
     parser.add_argument("--device", default="CPU", help="CPU, GPU, NPU or AUTO")
     parser.add_argument("--f32", action="store_true", help="exact, as the references")
     args = parser.parse_args()
+    # A lone argument that names no folder is a prompt for the default model.
+    if not args.prompts and is_prompt(args.model_dir):
+        args.prompts = [args.model_dir]
+        args.model_dir = str(DEFAULT_MODEL_DIR)
+    if not args.prompts:
+        args.prompts = [DEFAULT_PROMPT]
     if not all(prompt.strip() for prompt in args.prompts):
         parser.error("a prompt is empty")
     if args.max_new_tokens < 1:
@@ -229,12 +282,16 @@ def main() -> None:
 
     # Created after `import openvino_tokenizers`, so that it reads the tokenizers.
     core = ov.Core()
-    llm = read_llm_folder(core, parser, args.model_dir)
+    llm = read_llm_folder(core, parser, Path(args.model_dir))
     keep_last_logits(llm.model, 1)
     request = compile_llm(core, parser, llm.model, args).create_infer_request()
-
+    every_prompt_ids = []
     for prompt in args.prompts:
-        prompt_ids = llm.tokenizer([prompt])["input_ids"][0].tolist()
+        every_prompt_ids.append(llm.tokenizer([prompt])["input_ids"][0].tolist())
+    longest = max(every_prompt_ids, key=len)
+    args.max_new_tokens = fit_to_context(parser, llm, longest, args.max_new_tokens)
+
+    for prompt_ids in every_prompt_ids:
         request.reset_state()  # the KV cache is the model's state: empty it
         # Each group starts from the prompt with one beam.
         groups = [Group([Beam(0.0, [], 0)]) for _ in range(args.num_beam_groups)]

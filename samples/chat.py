@@ -12,6 +12,7 @@ Example: printf 'Hi!\\nWhat is 2 + 2?\\n' | python samples/chat.py
 """
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import NamedTuple
@@ -37,11 +38,26 @@ F32_CONFIG = {
 RERUN_NOTICE = "the history does not extend the cache: running all of it again"
 
 
+# config.json's name for the context length: in Llama and most others, GPT-2, MPT.
+CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len")
+
+
 class LLMFolder(NamedTuple):
     model: ov.Model  # the LLM, read but not compiled: it can still be edited
     tokenizer: ov.CompiledModel  # [text] -> input_ids (1, tokens)
     detokenizer: ov.CompiledModel  # token ids (1, tokens) -> [text]
     eos_token_id: int  # the token that ends an answer
+    context_length: int  # the positions the model was trained on (unknown: sys.maxsize)
+
+
+def read_json(parser, path: Path) -> dict:
+    """A JSON file of the model folder, {} where there is none; a broken one exits."""
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        parser.error(f"cannot read {path}: {error}")
 
 
 def last_line(error: Exception) -> str:
@@ -69,7 +85,26 @@ def read_llm_folder(core: ov.Core, parser, model_dir: Path) -> LLMFolder:
     if "eos_token_id" not in rt_info:
         parser.error(f"{model_dir}: the tokenizer's rt_info has no eos_token_id")
     eos_token_id = rt_info["eos_token_id"].astype(int)
-    return LLMFolder(model, compiled_tokenizer, detokenizer, eos_token_id)
+    # A GGUF-converted folder has no config.json: its context length is not known.
+    config = read_json(parser, model_dir / "config.json")
+    lengths = [config[key] for key in CONTEXT_KEYS if key in config]
+    context_length = lengths[0] if lengths else sys.maxsize
+    return LLMFolder(
+        model, compiled_tokenizer, detokenizer, eos_token_id, context_length
+    )
+
+
+def fit_to_context(parser, llm, prompt_ids: list[int], max_new_tokens: int) -> int:
+    """max_new_tokens, or fewer where the model's context ends sooner (said on stderr).
+
+    Past its context a model writes nonsense without a word of warning (rotary models
+    extrapolate, learned position tables are read out of range)."""
+    room = llm.context_length - len(prompt_ids)
+    if room < 1:
+        parser.error(f"the prompt fills the model's context of {llm.context_length}")
+    if room < max_new_tokens:
+        print(f"the context leaves room for {room} new tokens", file=sys.stderr)
+    return min(room, max_new_tokens)
 
 
 def keep_last_logits(model: ov.Model, positions: int) -> None:
@@ -141,6 +176,23 @@ def render(chat_template: str, messages: list[dict]) -> str:
     )
 
 
+def user_lines():
+    """The user's turns, a line of stdin each; in a terminal, asked for on stderr."""
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print("Type a message, then Enter. Ctrl-D ends the chat.", file=sys.stderr)
+    while True:
+        if interactive:
+            print("> ", end="", file=sys.stderr, flush=True)
+        line = sys.stdin.readline()
+        if not line:  # end of input (Ctrl-D in a terminal)
+            if interactive:
+                print(file=sys.stderr)  # the shell's prompt then starts a line
+            return
+        if line.strip():  # a blank line is no turn
+            yield line.rstrip("\n")
+
+
 def main() -> None:
     # usage=SUPPRESS: a bad argument gives one line on stderr, not the usage text too.
     parser = argparse.ArgumentParser(description=__doc__, usage=argparse.SUPPRESS)
@@ -169,15 +221,14 @@ def main() -> None:
     if args.system:
         messages.append({"role": "system", "content": args.system})
     cached = []  # the token ids whose keys and values the KV cache holds
-    for line in sys.stdin:
-        if not line.strip():
-            continue  # a blank line is no turn
-        messages.append({"role": "user", "content": line.rstrip("\n")})
+    for line in user_lines():
+        messages.append({"role": "user", "content": line})
         try:
             history = render(chat_template, messages)
         except jinja2.TemplateError as error:  # broken, or refusing this conversation
             parser.error(f"the model's chat template fails: {error}")
         history_ids = llm.tokenizer([history])["input_ids"][0].tolist()
+        max_new_tokens = fit_to_context(parser, llm, history_ids, args.max_new_tokens)
         # Feed only what the history adds to the cache. Where it does not start with the
         # cached tokens (a template that rewrites past turns, or an answer whose text
         # tokenizes otherwise), empty the cache and feed all of it.
@@ -190,7 +241,7 @@ def main() -> None:
 
         tokens = []  # the answer's token ids
         printed = ""  # the answer's text on stdout so far
-        while len(tokens) < args.max_new_tokens:
+        while len(tokens) < max_new_tokens:
             request.infer(llm_inputs(new_ids, len(cached)))
             cached += new_ids
             next_token = int(request.get_tensor("logits").data[0, -1].argmax())

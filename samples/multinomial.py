@@ -12,6 +12,7 @@ Example: python samples/multinomial.py models/SmolLM2-135M-Instruct "Once upon a
 """
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -35,6 +36,8 @@ F32_CONFIG = {
     "KV_CACHE_PRECISION": "f32",
     "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0",
 }
+# config.json's name for the context length: in Llama and most others, GPT-2, MPT.
+CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len")
 
 
 class LLMFolder(NamedTuple):
@@ -42,6 +45,28 @@ class LLMFolder(NamedTuple):
     tokenizer: ov.CompiledModel  # [text] -> input_ids (1, tokens)
     detokenizer: ov.CompiledModel  # token ids (1, tokens) -> [text]
     eos_token_id: int  # the token that ends an answer
+    context_length: int  # the positions the model was trained on (unknown: sys.maxsize)
+
+
+def is_prompt(argument: str) -> bool:
+    """Is a lone positional argument a prompt for the default model, not MODEL_DIR?
+
+    A prompt alone ("Tell me a joke") is what people type first. Text shaped like a path
+    (a folder part and no spaces) stays MODEL_DIR, so that a mistyped folder still gets
+    the message that says how to make one."""
+    if Path(argument).is_dir():
+        return False
+    return len(argument.split()) > 1 or Path(argument).name == argument
+
+
+def read_json(parser, path: Path) -> dict:
+    """A JSON file of the model folder, {} where there is none; a broken one exits."""
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        parser.error(f"cannot read {path}: {error}")
 
 
 def last_line(error: Exception) -> str:
@@ -69,7 +94,26 @@ def read_llm_folder(core: ov.Core, parser, model_dir: Path) -> LLMFolder:
     if "eos_token_id" not in rt_info:
         parser.error(f"{model_dir}: the tokenizer's rt_info has no eos_token_id")
     eos_token_id = rt_info["eos_token_id"].astype(int)
-    return LLMFolder(model, compiled_tokenizer, detokenizer, eos_token_id)
+    # A GGUF-converted folder has no config.json: its context length is not known.
+    config = read_json(parser, model_dir / "config.json")
+    lengths = [config[key] for key in CONTEXT_KEYS if key in config]
+    context_length = lengths[0] if lengths else sys.maxsize
+    return LLMFolder(
+        model, compiled_tokenizer, detokenizer, eos_token_id, context_length
+    )
+
+
+def fit_to_context(parser, llm, prompt_ids: list[int], max_new_tokens: int) -> int:
+    """max_new_tokens, or fewer where the model's context ends sooner (said on stderr).
+
+    Past its context a model writes nonsense without a word of warning (rotary models
+    extrapolate, learned position tables are read out of range)."""
+    room = llm.context_length - len(prompt_ids)
+    if room < 1:
+        parser.error(f"the prompt fills the model's context of {llm.context_length}")
+    if room < max_new_tokens:
+        print(f"the context leaves room for {room} new tokens", file=sys.stderr)
+    return min(room, max_new_tokens)
 
 
 def keep_last_logits(model: ov.Model, positions: int) -> None:
@@ -146,8 +190,8 @@ def sample(logits: np.ndarray, args, rng: np.random.Generator) -> int:
 def main() -> None:
     # usage=SUPPRESS: a bad argument gives one line on stderr, not the usage text too.
     parser = argparse.ArgumentParser(description=__doc__, usage=argparse.SUPPRESS)
-    parser.add_argument("model_dir", nargs="?", type=Path, default=DEFAULT_MODEL_DIR)
-    parser.add_argument("prompt", nargs="?", default=DEFAULT_PROMPT)
+    parser.add_argument("model_dir", nargs="?", default=str(DEFAULT_MODEL_DIR))
+    parser.add_argument("prompt", nargs="?", help=f"default: {DEFAULT_PROMPT}")
     parser.add_argument("--max-new-tokens", type=int, default=100, help=">= 1")
     parser.add_argument("--temperature", type=float, default=1.0, help="> 0")
     parser.add_argument("--top-k", type=int, default=50, help=">= 0; 0: all tokens")
@@ -156,6 +200,12 @@ def main() -> None:
     parser.add_argument("--device", default="CPU", help="CPU, GPU, NPU or AUTO")
     parser.add_argument("--f32", action="store_true", help="exact, as the references")
     args = parser.parse_args()
+    # A lone argument that names no folder is a prompt for the default model.
+    if args.prompt is None and is_prompt(args.model_dir):
+        args.prompt = args.model_dir
+        args.model_dir = str(DEFAULT_MODEL_DIR)
+    if args.prompt is None:
+        args.prompt = DEFAULT_PROMPT
     if not args.prompt.strip():
         parser.error("the prompt is empty")
     if args.max_new_tokens < 1:
@@ -171,10 +221,11 @@ def main() -> None:
 
     # Created after `import openvino_tokenizers`, so that it reads the tokenizers.
     core = ov.Core()
-    llm = read_llm_folder(core, parser, args.model_dir)
+    llm = read_llm_folder(core, parser, Path(args.model_dir))
     keep_last_logits(llm.model, 1)
     request = compile_llm(core, parser, llm.model, args).create_infer_request()
     prompt_ids = llm.tokenizer([args.prompt])["input_ids"][0].tolist()
+    args.max_new_tokens = fit_to_context(parser, llm, prompt_ids, args.max_new_tokens)
 
     rng = np.random.default_rng(args.seed)
     start = time.perf_counter()

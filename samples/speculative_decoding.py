@@ -14,6 +14,7 @@ See also samples/prompt_lookup.py: guesses copied from the prompt, no draft mode
 """
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -39,11 +40,26 @@ F32_CONFIG = {
 MAX_DRAFT = 8  # draft tokens per main inference, at most
 
 
+# config.json's name for the context length: in Llama and most others, GPT-2, MPT.
+CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len")
+
+
 class LLMFolder(NamedTuple):
     model: ov.Model  # the LLM, read but not compiled: it can still be edited
     tokenizer: ov.CompiledModel  # [text] -> input_ids (1, tokens)
     detokenizer: ov.CompiledModel  # token ids (1, tokens) -> [text]
     eos_token_id: int  # the token that ends an answer
+    context_length: int  # the positions the model was trained on (unknown: sys.maxsize)
+
+
+def read_json(parser, path: Path) -> dict:
+    """A JSON file of the model folder, {} where there is none; a broken one exits."""
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        parser.error(f"cannot read {path}: {error}")
 
 
 def last_line(error: Exception) -> str:
@@ -71,7 +87,26 @@ def read_llm_folder(core: ov.Core, parser, model_dir: Path) -> LLMFolder:
     if "eos_token_id" not in rt_info:
         parser.error(f"{model_dir}: the tokenizer's rt_info has no eos_token_id")
     eos_token_id = rt_info["eos_token_id"].astype(int)
-    return LLMFolder(model, compiled_tokenizer, detokenizer, eos_token_id)
+    # A GGUF-converted folder has no config.json: its context length is not known.
+    config = read_json(parser, model_dir / "config.json")
+    lengths = [config[key] for key in CONTEXT_KEYS if key in config]
+    context_length = lengths[0] if lengths else sys.maxsize
+    return LLMFolder(
+        model, compiled_tokenizer, detokenizer, eos_token_id, context_length
+    )
+
+
+def fit_to_context(parser, llm, prompt_ids: list[int], max_new_tokens: int) -> int:
+    """max_new_tokens, or fewer where the model's context ends sooner (said on stderr).
+
+    Past its context a model writes nonsense without a word of warning (rotary models
+    extrapolate, learned position tables are read out of range)."""
+    room = llm.context_length - len(prompt_ids)
+    if room < 1:
+        parser.error(f"the prompt fills the model's context of {llm.context_length}")
+    if room < max_new_tokens:
+        print(f"the context leaves room for {room} new tokens", file=sys.stderr)
+    return min(room, max_new_tokens)
 
 
 def keep_last_logits(model: ov.Model, positions: int) -> None:
@@ -202,6 +237,10 @@ def main() -> None:
             "pick a draft model of the same family"
         )
     prompt_ids = main_llm.tokenizer([args.prompt])["input_ids"][0].tolist()
+    # Only the main model's context counts: past its own, the draft guesses worse.
+    args.max_new_tokens = fit_to_context(
+        parser, main_llm, prompt_ids, args.max_new_tokens
+    )
 
     start = time.perf_counter()
     # The prefill feeds the prompt to both: each cache holds every token but the last.

@@ -156,13 +156,23 @@ def test_real_model_answers_are_greedy_texts(
     assert run.stdout.split("\n")[:-1] == greedy_texts
 
 
-def test_ctrl_c_exits_130_without_traceback():
+def test_ctrl_c_exits_130_without_traceback(tmp_path):
     def generating(
         process,
     ) -> bool:  # the answers come out only at the end: give it time to load and start
         time.sleep(5)
         return process.poll() is None
 
+    # Each answer is cut at the tiny model's context (2048 tokens): 200 prompts keep it
+    # generating for minutes, long after the 5 seconds.
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("The capital of France is\n" * 200, encoding="utf-8")
     check_ctrl_c(
-        "continuous_batching.py", IR, "--max-new-tokens", 100000, started=generating
+        "continuous_batching.py",
+        IR,
+        "--prompts",
+        prompts,
+        "--max-new-tokens",
+        100000,
+        started=generating,
     )
