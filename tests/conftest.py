@@ -53,10 +53,16 @@ def sample_env() -> dict:
     return {**os.environ, "PYTHONIOENCODING": "utf-8", "HF_HUB_OFFLINE": "1"}
 
 
-def run_sample(name: str, *args, timeout: float = 300, stdin: str = "") -> Run:
-    """Run samples/NAME with ARGS in a fresh Python process, STDIN as its standard
-    input."""
-    command = [sys.executable, str(REPO / "samples" / name), *map(str, args)]
+def run_sample(
+    name: str,
+    *args,
+    timeout: float = 300,
+    stdin: str = "",
+    folder: Path = REPO / "samples",
+) -> Run:
+    """Run samples/NAME (or FOLDER/NAME) with ARGS in a fresh Python process, STDIN as
+    its standard input."""
+    command = [sys.executable, str(folder / name), *map(str, args)]
     process = subprocess.run(
         command,
         check=False,
@@ -198,6 +204,10 @@ def llm_folder(problem: str, tmp_path: Path) -> Path:
         return non_stateful_folder(tmp_path / "ir")
     if problem == "no eos id":
         return ir_copy_with_eos(TINY_IR, tmp_path / "ir", None)
+    if problem == "broken config.json":
+        shutil.copytree(TINY_IR, tmp_path / "ir")
+        (tmp_path / "ir" / "config.json").write_text('{"max_position_embeddings": ')
+        return tmp_path / "ir"
     raise ValueError(problem)
 
 
@@ -210,6 +220,7 @@ LLM_FOLDER_PROBLEMS = {
     "truncated tokenizer": "cannot read",
     "not stateful": "stateful",
     "no eos id": "eos_token_id",
+    "broken config.json": "config.json: Expecting value",
 }
 
 
