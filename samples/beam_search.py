@@ -29,7 +29,7 @@ EXPORT_HINT = "run scripts/prepare_default_model.py, or optimum-cli export openv
 LLM_FILES = ("openvino_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml")
 # Only a stateful export (--task text-generation-with-past) has beam_idx: the KV
 # cache lives in the model's state; beam_idx says which cache row a batch row continues.
-LLM_INPUTS = {"input_ids", "attention_mask", "position_ids", "beam_idx"}
+LLM_INPUTS = {"input_ids", "attention_mask", "beam_idx"}
 # Compute and cache in f32, with no on-the-fly quantization of activations: the numbers
 # then equal the references' (the CPU's default may be bf16 with an f16 or u8 cache).
 F32_CONFIG = {
@@ -65,8 +65,9 @@ class LLMFolder(NamedTuple):
     model: ov.Model  # the LLM, read but not compiled: it can still be edited
     tokenizer: ov.CompiledModel  # [text] -> input_ids (1, tokens)
     detokenizer: ov.CompiledModel  # token ids (1, tokens) -> [text]
-    eos_token_id: int  # the token that ends an answer
+    stop_token_ids: set[int]  # the tokens that end an answer
     context_length: int  # the positions the model was trained on (unknown: sys.maxsize)
+    generation_config: dict  # generation_config.json: the model's own defaults, or {}
 
 
 def is_prompt(argument: str) -> bool:
@@ -109,19 +110,46 @@ def read_llm_folder(core: ov.Core, parser, model_dir: Path) -> LLMFolder:
     except RuntimeError as error:
         parser.error(f"cannot read {model_dir}: {last_line(error)}")
     input_names = {name for port in model.inputs for name in port.names}
-    if not LLM_INPUTS <= input_names:
-        parser.error(f"{model_dir} holds no stateful LLM: {EXPORT_HINT}")
+    for name in sorted(LLM_INPUTS - input_names):
+        parser.error(
+            f"{model_dir} holds no stateful LLM (no {name} input): {EXPORT_HINT}"
+        )
+    # generation_config.json lists every token that ends an answer (Llama 3: two,
+    # Phi-3: three); the tokenizer's rt_info knows one. A GGUF folder has no such file.
+    generation_config = read_json(parser, model_dir / "generation_config.json")
+    stop_token_ids = generation_config.get("eos_token_id", [])
+    if isinstance(stop_token_ids, int):
+        stop_token_ids = [stop_token_ids]
     rt_info = tokenizer.get_rt_info()
-    if "eos_token_id" not in rt_info:
-        parser.error(f"{model_dir}: the tokenizer's rt_info has no eos_token_id")
-    eos_token_id = rt_info["eos_token_id"].astype(int)
+    if "eos_token_id" in rt_info:
+        stop_token_ids = [*stop_token_ids, rt_info["eos_token_id"].astype(int)]
+    if not stop_token_ids:
+        parser.error(
+            f"{model_dir}: no eos_token_id in the tokenizer or generation config"
+        )
     # A GGUF-converted folder has no config.json: its context length is not known.
     config = read_json(parser, model_dir / "config.json")
     lengths = [config[key] for key in CONTEXT_KEYS if key in config]
     context_length = lengths[0] if lengths else sys.maxsize
     return LLMFolder(
-        model, compiled_tokenizer, detokenizer, eos_token_id, context_length
+        model,
+        compiled_tokenizer,
+        detokenizer,
+        set(stop_token_ids),
+        context_length,
+        generation_config,
     )
+
+
+def add_unused_position_ids(model: ov.Model, shape: list[int]) -> None:
+    """ALiBi models (BLOOM, MPT) take no positions: an input that they ignore lets every
+    model be fed alike."""
+    input_names = {name for port in model.inputs for name in port.names}
+    if "position_ids" in input_names:
+        return
+    positions = ov.opset13.parameter(shape, ov.Type.i64)
+    positions.output(0).set_names({"position_ids"})
+    model.add_parameters([positions])
 
 
 def fit_to_context(parser, llm, prompt_ids: list[int], max_new_tokens: int) -> int:
@@ -137,14 +165,34 @@ def fit_to_context(parser, llm, prompt_ids: list[int], max_new_tokens: int) -> i
     return min(room, max_new_tokens)
 
 
+def repetition_penalty(llm: LLMFolder) -> float:
+    """generation_config.json's repetition_penalty (Qwen2.5: 1.05), said on stderr."""
+    penalty = llm.generation_config.get("repetition_penalty", 1.0)
+    if penalty != 1.0:
+        print(f"generation_config.json: repetition_penalty {penalty}", file=sys.stderr)
+    return penalty
+
+
+def find_lm_head(model: ov.Model):
+    """The LM head: the MatMul of each position's hidden state by a (vocab, hidden)
+    matrix. Element-wise operations may follow it (Gemma 2 caps the logits: divide,
+    tanh, multiply); they work position by position. None where there is no MatMul."""
+    node = model.output("logits").get_node().input_value(0).get_node()
+    while node.get_type_name() in ("Divide", "Tanh", "Multiply", "Add", "Convert"):
+        node = node.input_value(0).get_node()
+    if node.get_type_name() != "MatMul":
+        return None
+    return node
+
+
 def keep_last_logits(model: ov.Model, positions: int) -> None:
     """Compute logits (batch, positions, vocab) for the last positions only.
 
-    The LM head multiplies each position's hidden state by a (vocab, hidden) matrix, so
-    a long prompt would cost (prompt_len, vocab) logits that nobody reads. Slicing its
-    input before compiling removes that work. Another head (no MatMul) is left as is."""
-    lm_head = model.output("logits").get_node().input_value(0).get_node()
-    if lm_head.get_type_name() != "MatMul":
+    A long prompt would cost (prompt_len, vocab) logits that nobody reads. Slicing the
+    LM head's input before compiling removes that work. Without a MatMul head, the
+    model is left as is."""
+    lm_head = find_lm_head(model)
+    if lm_head is None:
         return
     hidden = lm_head.input_value(0)  # (batch, seq_len, hidden)
     end = np.iinfo(np.int64).max
@@ -158,6 +206,20 @@ def compile_llm(core: ov.Core, parser, model: ov.Model, args) -> ov.CompiledMode
         return core.compile_model(model, args.device, F32_CONFIG if args.f32 else {})
     except RuntimeError as error:
         parser.error(f"cannot compile for --device {args.device}: {last_line(error)}")
+
+
+def penalize_repetition(logits: np.ndarray, token_ids: list[int], penalty: float):
+    """Logits (vocab,) with each token already in the text made less likely, as
+    transformers' RepetitionPenaltyLogitsProcessor does: a positive logit divided by
+    the penalty, a negative one multiplied. A penalty of 1.0 changes nothing."""
+    if penalty == 1.0:
+        return logits
+    seen = np.unique(token_ids)
+    penalized = logits.copy()
+    penalized[seen] = np.where(
+        logits[seen] < 0, logits[seen] * penalty, logits[seen] / penalty
+    )
+    return penalized
 
 
 def decode(detokenizer: ov.CompiledModel, tokens: list[int]) -> str:
@@ -183,7 +245,7 @@ def banned_tokens(sequence: list[int], n: int) -> list[int]:
     return banned
 
 
-def group_step(group, log_probs, picked, prompt_ids, eos_token_id, args) -> None:
+def group_step(group, log_probs, picked, prompt_ids, stop_token_ids, args) -> None:
     """One step of one group, as transformers' beam search makes it.
 
     log_probs: (cache rows, vocab). picked counts the tokens that earlier groups took at
@@ -191,19 +253,25 @@ def group_step(group, log_probs, picked, prompt_ids, eos_token_id, args) -> None
     size = args.num_beams // args.num_beam_groups
     length = len(group.running[0].tokens) + 1  # the new tokens' count after this step
     rows = [beam.cache_row for beam in group.running]
-    scores = log_probs[rows] - args.diversity_penalty * picked  # (beams, vocab)
+    scores = log_probs[rows]  # (beams, vocab)
     for index, beam in enumerate(group.running):
         sequence = prompt_ids + beam.tokens
+        scores[index] = penalize_repetition(
+            scores[index], sequence, args.repetition_penalty
+        )
         scores[index, banned_tokens(sequence, args.no_repeat_ngram_size)] = -np.inf
         scores[index] += beam.score
-    # 2 * size candidates, best first: at least `size` of them do not end on EOS.
+    scores -= args.diversity_penalty * picked
+    # Enough candidates, best first, that at least `size` of them do not end on a stop
+    # token: each beam may end on each.
     flat = scores.ravel()
-    top = np.argpartition(-flat, 2 * size)[: 2 * size]
+    count = max(2, 1 + len(stop_token_ids)) * size
+    top = np.argpartition(-flat, count)[:count]
     top = top[np.argsort(-flat[top])]
     candidates = []  # (score, beam index, token, ends)
     for position in top:
         beam_index, token = divmod(int(position), scores.shape[1])
-        ends = token == eos_token_id or length == args.max_new_tokens
+        ends = token in stop_token_ids or length == args.max_new_tokens
         candidates.append((flat[position], beam_index, token, ends))
 
     # Only candidates ranked within `size` may finish; under early stopping, a group
@@ -212,7 +280,7 @@ def group_step(group, log_probs, picked, prompt_ids, eos_token_id, args) -> None
         for score, beam_index, token, ends in candidates[:size]:
             if ends:
                 tokens = group.running[beam_index].tokens
-                if token != eos_token_id:
+                if token not in stop_token_ids:
                     tokens = tokens + [token]
                 normalized = score / length**args.length_penalty
                 group.finished.append(Hypothesis(float(normalized), tokens))
@@ -283,6 +351,8 @@ def main() -> None:
     # Created after `import openvino_tokenizers`, so that it reads the tokenizers.
     core = ov.Core()
     llm = read_llm_folder(core, parser, Path(args.model_dir))
+    add_unused_position_ids(llm.model, [-1, -1])  # (batch, new tokens)
+    args.repetition_penalty = repetition_penalty(llm)
     keep_last_logits(llm.model, 1)
     request = compile_llm(core, parser, llm.model, args).create_infer_request()
     every_prompt_ids = []
@@ -314,7 +384,7 @@ def main() -> None:
             for group in groups:
                 if group.running:
                     group_step(
-                        group, log_probs, picked, prompt_ids, llm.eos_token_id, args
+                        group, log_probs, picked, prompt_ids, llm.stop_token_ids, args
                     )
             beams = [beam for group in groups for beam in group.running]
             if not beams:

@@ -14,9 +14,11 @@ Example: printf 'Hi!\\nWhat is 2 + 2?\\n' | python samples/chat.py
 import argparse
 import json
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple
 
+import jinja2.ext
 import jinja2.sandbox
 import numpy as np
 import openvino as ov
@@ -27,7 +29,7 @@ EXPORT_HINT = "run scripts/prepare_default_model.py, or optimum-cli export openv
 LLM_FILES = ("openvino_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml")
 # Only a stateful export (--task text-generation-with-past) has beam_idx: the KV
 # cache lives in the model's state; beam_idx says which cache row a batch row continues.
-LLM_INPUTS = {"input_ids", "attention_mask", "position_ids", "beam_idx"}
+LLM_INPUTS = {"input_ids", "attention_mask", "beam_idx"}
 # Compute and cache in f32, with no on-the-fly quantization of activations: the numbers
 # then equal the references' (the CPU's default may be bf16 with an f16 or u8 cache).
 F32_CONFIG = {
@@ -35,7 +37,16 @@ F32_CONFIG = {
     "KV_CACHE_PRECISION": "f32",
     "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0",
 }
-RERUN_NOTICE = "the history does not extend the cache: running all of it again"
+# The special tokens a chat template may write, as transformers passes them to it.
+SPECIAL_TOKENS = (
+    "bos_token",
+    "eos_token",
+    "unk_token",
+    "sep_token",
+    "pad_token",
+    "cls_token",
+    "mask_token",
+)
 
 
 # config.json's name for the context length: in Llama and most others, GPT-2, MPT.
@@ -46,8 +57,9 @@ class LLMFolder(NamedTuple):
     model: ov.Model  # the LLM, read but not compiled: it can still be edited
     tokenizer: ov.CompiledModel  # [text] -> input_ids (1, tokens)
     detokenizer: ov.CompiledModel  # token ids (1, tokens) -> [text]
-    eos_token_id: int  # the token that ends an answer
+    stop_token_ids: set[int]  # the tokens that end an answer
     context_length: int  # the positions the model was trained on (unknown: sys.maxsize)
+    generation_config: dict  # generation_config.json: the model's own defaults, or {}
 
 
 def read_json(parser, path: Path) -> dict:
@@ -79,19 +91,46 @@ def read_llm_folder(core: ov.Core, parser, model_dir: Path) -> LLMFolder:
     except RuntimeError as error:
         parser.error(f"cannot read {model_dir}: {last_line(error)}")
     input_names = {name for port in model.inputs for name in port.names}
-    if not LLM_INPUTS <= input_names:
-        parser.error(f"{model_dir} holds no stateful LLM: {EXPORT_HINT}")
+    for name in sorted(LLM_INPUTS - input_names):
+        parser.error(
+            f"{model_dir} holds no stateful LLM (no {name} input): {EXPORT_HINT}"
+        )
+    # generation_config.json lists every token that ends an answer (Llama 3: two,
+    # Phi-3: three); the tokenizer's rt_info knows one. A GGUF folder has no such file.
+    generation_config = read_json(parser, model_dir / "generation_config.json")
+    stop_token_ids = generation_config.get("eos_token_id", [])
+    if isinstance(stop_token_ids, int):
+        stop_token_ids = [stop_token_ids]
     rt_info = tokenizer.get_rt_info()
-    if "eos_token_id" not in rt_info:
-        parser.error(f"{model_dir}: the tokenizer's rt_info has no eos_token_id")
-    eos_token_id = rt_info["eos_token_id"].astype(int)
+    if "eos_token_id" in rt_info:
+        stop_token_ids = [*stop_token_ids, rt_info["eos_token_id"].astype(int)]
+    if not stop_token_ids:
+        parser.error(
+            f"{model_dir}: no eos_token_id in the tokenizer or generation config"
+        )
     # A GGUF-converted folder has no config.json: its context length is not known.
     config = read_json(parser, model_dir / "config.json")
     lengths = [config[key] for key in CONTEXT_KEYS if key in config]
     context_length = lengths[0] if lengths else sys.maxsize
     return LLMFolder(
-        model, compiled_tokenizer, detokenizer, eos_token_id, context_length
+        model,
+        compiled_tokenizer,
+        detokenizer,
+        set(stop_token_ids),
+        context_length,
+        generation_config,
     )
+
+
+def add_unused_position_ids(model: ov.Model, shape: list[int]) -> None:
+    """ALiBi models (BLOOM, MPT) take no positions: an input that they ignore lets every
+    model be fed alike."""
+    input_names = {name for port in model.inputs for name in port.names}
+    if "position_ids" in input_names:
+        return
+    positions = ov.opset13.parameter(shape, ov.Type.i64)
+    positions.output(0).set_names({"position_ids"})
+    model.add_parameters([positions])
 
 
 def fit_to_context(parser, llm, prompt_ids: list[int], max_new_tokens: int) -> int:
@@ -107,14 +146,34 @@ def fit_to_context(parser, llm, prompt_ids: list[int], max_new_tokens: int) -> i
     return min(room, max_new_tokens)
 
 
+def repetition_penalty(llm: LLMFolder) -> float:
+    """generation_config.json's repetition_penalty (Qwen2.5: 1.05), said on stderr."""
+    penalty = llm.generation_config.get("repetition_penalty", 1.0)
+    if penalty != 1.0:
+        print(f"generation_config.json: repetition_penalty {penalty}", file=sys.stderr)
+    return penalty
+
+
+def find_lm_head(model: ov.Model):
+    """The LM head: the MatMul of each position's hidden state by a (vocab, hidden)
+    matrix. Element-wise operations may follow it (Gemma 2 caps the logits: divide,
+    tanh, multiply); they work position by position. None where there is no MatMul."""
+    node = model.output("logits").get_node().input_value(0).get_node()
+    while node.get_type_name() in ("Divide", "Tanh", "Multiply", "Add", "Convert"):
+        node = node.input_value(0).get_node()
+    if node.get_type_name() != "MatMul":
+        return None
+    return node
+
+
 def keep_last_logits(model: ov.Model, positions: int) -> None:
     """Compute logits (batch, positions, vocab) for the last positions only.
 
-    The LM head multiplies each position's hidden state by a (vocab, hidden) matrix, so
-    a long prompt would cost (prompt_len, vocab) logits that nobody reads. Slicing its
-    input before compiling removes that work. Another head (no MatMul) is left as is."""
-    lm_head = model.output("logits").get_node().input_value(0).get_node()
-    if lm_head.get_type_name() != "MatMul":
+    A long prompt would cost (prompt_len, vocab) logits that nobody reads. Slicing the
+    LM head's input before compiling removes that work. Without a MatMul head, the
+    model is left as is."""
+    lm_head = find_lm_head(model)
+    if lm_head is None:
         return
     hidden = lm_head.input_value(0)  # (batch, seq_len, hidden)
     end = np.iinfo(np.int64).max
@@ -141,6 +200,20 @@ def llm_inputs(new_ids: list[int], cached: int) -> dict[str, np.ndarray]:
     }
 
 
+def penalize_repetition(logits: np.ndarray, token_ids: list[int], penalty: float):
+    """Logits (vocab,) with each token already in the text made less likely, as
+    transformers' RepetitionPenaltyLogitsProcessor does: a positive logit divided by
+    the penalty, a negative one multiplied. A penalty of 1.0 changes nothing."""
+    if penalty == 1.0:
+        return logits
+    seen = np.unique(token_ids)
+    penalized = logits.copy()
+    penalized[seen] = np.where(
+        logits[seen] < 0, logits[seen] * penalty, logits[seen] / penalty
+    )
+    return penalized
+
+
 def decode(detokenizer: ov.CompiledModel, tokens: list[int]) -> str:
     """The text of some token ids."""
     return str(detokenizer(np.array([tokens], dtype=np.int64))["string_output"][0])
@@ -159,21 +232,63 @@ def stream(detokenizer: ov.CompiledModel, tokens: list[int], printed: str) -> st
     return text
 
 
+def trim_cache(request: ov.InferRequest, length: int) -> None:
+    """Keep the first `length` positions of every KV cache state.
+
+    Each state is (batch, kv_heads, seq_len, head_size): the model reads it back on its
+    next inference, so cutting it along seq_len forgets the positions after `length`."""
+    for state in request.query_state():
+        if state.state.shape[2] > length:
+            state.state = ov.Tensor(state.state.data[:, :, :length].copy())
+
+
 def raise_exception(message: str):
     """What a template calls to refuse a conversation, as in transformers."""
     raise jinja2.TemplateError(message)
 
 
-def render(chat_template: str, messages: list[dict]) -> str:
+def strftime_now(date_format: str) -> str:
+    """Today's date as a template asks for it (Llama 3.2 dates its system header)."""
+    return datetime.now().strftime(date_format)
+
+
+def read_special_tokens(parser, model_dir: Path) -> dict[str, str]:
+    """The special tokens' strings (bos_token, eos_token, ...) that templates write
+    themselves (Mistral: `+ eos_token`), from tokenizer_config.json (GGUF: none)."""
+    config = read_json(parser, model_dir / "tokenizer_config.json")
+    special_tokens = {}
+    for name in SPECIAL_TOKENS:
+        value = config.get(name)
+        if isinstance(value, dict):  # older exports write {"content": "<s>", ...}
+            value = value["content"]
+        if value is not None:
+            special_tokens[name] = value
+    return special_tokens
+
+
+def render(chat_template: str, messages: list[dict], special_tokens: dict) -> str:
     """The conversation as the model was trained to read it, ready for its answer."""
-    # The settings transformers renders chat templates with.
+    # The settings and variables transformers renders chat templates with.
     environment = jinja2.sandbox.ImmutableSandboxedEnvironment(
-        trim_blocks=True, lstrip_blocks=True
+        trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols]
     )
+    environment.globals["raise_exception"] = raise_exception
+    environment.globals["strftime_now"] = strftime_now
     template = environment.from_string(chat_template)
     return template.render(
-        messages=messages, add_generation_prompt=True, raise_exception=raise_exception
+        messages=messages, add_generation_prompt=True, **special_tokens
     )
+
+
+def shared_prefix(cached: list[int], history_ids: list[int]) -> int:
+    """How many first tokens the history shares with the cache (one is left to feed)."""
+    length = 0
+    while (
+        length < min(len(cached), len(history_ids) - 1)
+        and cached[length] == history_ids[length]
+    ):
+        length += 1
+    return length
 
 
 def user_lines():
@@ -214,8 +329,14 @@ def main() -> None:
     if "chat_template" not in rt_info:
         parser.error(f"{args.model_dir} has no chat_template: it is not a chat model")
     chat_template = rt_info["chat_template"].astype(str)
+    special_tokens = read_special_tokens(parser, args.model_dir)
+    # The tokenizer IR adds its special tokens (a BOS) to any text. The rendered
+    # history holds its own, so they come off, as transformers tokenizes it without.
+    added_ids = llm.tokenizer([""])["input_ids"][0].tolist()
+    add_unused_position_ids(llm.model, [-1, -1])  # (batch, new tokens)
     keep_last_logits(llm.model, 1)
     request = compile_llm(core, parser, llm.model, args).create_infer_request()
+    penalty = repetition_penalty(llm)
 
     messages = []
     if args.system:
@@ -224,19 +345,20 @@ def main() -> None:
     for line in user_lines():
         messages.append({"role": "user", "content": line})
         try:
-            history = render(chat_template, messages)
+            history = render(chat_template, messages, special_tokens)
         except jinja2.TemplateError as error:  # broken, or refusing this conversation
             parser.error(f"the model's chat template fails: {error}")
         history_ids = llm.tokenizer([history])["input_ids"][0].tolist()
+        if history_ids[: len(added_ids)] == added_ids:
+            history_ids = history_ids[len(added_ids) :]
         max_new_tokens = fit_to_context(parser, llm, history_ids, args.max_new_tokens)
-        # Feed only what the history adds to the cache. Where it does not start with the
-        # cached tokens (a template that rewrites past turns, or an answer whose text
-        # tokenizes otherwise), empty the cache and feed all of it.
-        if history_ids[: len(cached)] != cached:
-            print(RERUN_NOTICE, file=sys.stderr)
-            request.reset_state()
-            cached = []
-        new_ids = history_ids[len(cached) :]
+        # Feed only what the cache lacks. A template that trims or rewrites the last
+        # answer (Llama 3, Gemma 2), or an answer whose text tokenizes otherwise, parts
+        # from the cached tokens early: the cache forgets what follows that point.
+        common = shared_prefix(cached, history_ids)
+        trim_cache(request, common)
+        cached = cached[:common]
+        new_ids = history_ids[common:]
         fed = len(new_ids)
 
         tokens = []  # the answer's token ids
@@ -244,8 +366,10 @@ def main() -> None:
         while len(tokens) < max_new_tokens:
             request.infer(llm_inputs(new_ids, len(cached)))
             cached += new_ids
-            next_token = int(request.get_tensor("logits").data[0, -1].argmax())
-            if next_token == llm.eos_token_id:
+            logits = request.get_tensor("logits").data[0, -1]
+            logits = penalize_repetition(logits, history_ids + tokens, penalty)
+            next_token = int(logits.argmax())
+            if next_token in llm.stop_token_ids:
                 break
             tokens.append(next_token)
             printed = stream(llm.detokenizer, tokens, printed)

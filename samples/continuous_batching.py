@@ -33,7 +33,7 @@ EXPORT_HINT = "run scripts/prepare_default_model.py, or optimum-cli export openv
 LLM_FILES = ("openvino_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml")
 # Only a stateful export (--task text-generation-with-past) has beam_idx: the KV
 # cache lives in the model's state; beam_idx says which cache row a batch row continues.
-LLM_INPUTS = {"input_ids", "attention_mask", "position_ids", "beam_idx"}
+LLM_INPUTS = {"input_ids", "attention_mask", "beam_idx"}
 # Compute and cache in f32, with no on-the-fly quantization of activations: the numbers
 # then equal the references' (the CPU's default may be bf16 with an f16 or u8 cache).
 F32_CONFIG = {
@@ -65,8 +65,9 @@ class LLMFolder(NamedTuple):
     model: ov.Model  # the LLM, read but not compiled: it can still be edited
     tokenizer: ov.CompiledModel  # [text] -> input_ids (1, tokens)
     detokenizer: ov.CompiledModel  # token ids (1, tokens) -> [text]
-    eos_token_id: int  # the token that ends an answer
+    stop_token_ids: set[int]  # the tokens that end an answer
     context_length: int  # the positions the model was trained on (unknown: sys.maxsize)
+    generation_config: dict  # generation_config.json: the model's own defaults, or {}
 
 
 def read_json(parser, path: Path) -> dict:
@@ -98,19 +99,46 @@ def read_llm_folder(core: ov.Core, parser, model_dir: Path) -> LLMFolder:
     except RuntimeError as error:
         parser.error(f"cannot read {model_dir}: {last_line(error)}")
     input_names = {name for port in model.inputs for name in port.names}
-    if not LLM_INPUTS <= input_names:
-        parser.error(f"{model_dir} holds no stateful LLM: {EXPORT_HINT}")
+    for name in sorted(LLM_INPUTS - input_names):
+        parser.error(
+            f"{model_dir} holds no stateful LLM (no {name} input): {EXPORT_HINT}"
+        )
+    # generation_config.json lists every token that ends an answer (Llama 3: two,
+    # Phi-3: three); the tokenizer's rt_info knows one. A GGUF folder has no such file.
+    generation_config = read_json(parser, model_dir / "generation_config.json")
+    stop_token_ids = generation_config.get("eos_token_id", [])
+    if isinstance(stop_token_ids, int):
+        stop_token_ids = [stop_token_ids]
     rt_info = tokenizer.get_rt_info()
-    if "eos_token_id" not in rt_info:
-        parser.error(f"{model_dir}: the tokenizer's rt_info has no eos_token_id")
-    eos_token_id = rt_info["eos_token_id"].astype(int)
+    if "eos_token_id" in rt_info:
+        stop_token_ids = [*stop_token_ids, rt_info["eos_token_id"].astype(int)]
+    if not stop_token_ids:
+        parser.error(
+            f"{model_dir}: no eos_token_id in the tokenizer or generation config"
+        )
     # A GGUF-converted folder has no config.json: its context length is not known.
     config = read_json(parser, model_dir / "config.json")
     lengths = [config[key] for key in CONTEXT_KEYS if key in config]
     context_length = lengths[0] if lengths else sys.maxsize
     return LLMFolder(
-        model, compiled_tokenizer, detokenizer, eos_token_id, context_length
+        model,
+        compiled_tokenizer,
+        detokenizer,
+        set(stop_token_ids),
+        context_length,
+        generation_config,
     )
+
+
+def add_unused_position_ids(model: ov.Model, shape: list[int]) -> None:
+    """ALiBi models (BLOOM, MPT) take no positions: an input that they ignore lets every
+    model be fed alike."""
+    input_names = {name for port in model.inputs for name in port.names}
+    if "position_ids" in input_names:
+        return
+    positions = ov.opset13.parameter(shape, ov.Type.i64)
+    positions.output(0).set_names({"position_ids"})
+    model.add_parameters([positions])
 
 
 def fit_to_context(parser, llm, prompt_ids: list[int], max_new_tokens: int) -> int:
@@ -126,6 +154,26 @@ def fit_to_context(parser, llm, prompt_ids: list[int], max_new_tokens: int) -> i
     return min(room, max_new_tokens)
 
 
+def repetition_penalty(llm: LLMFolder) -> float:
+    """generation_config.json's repetition_penalty (Qwen2.5: 1.05), said on stderr."""
+    penalty = llm.generation_config.get("repetition_penalty", 1.0)
+    if penalty != 1.0:
+        print(f"generation_config.json: repetition_penalty {penalty}", file=sys.stderr)
+    return penalty
+
+
+def find_lm_head(model: ov.Model):
+    """The LM head: the MatMul of each position's hidden state by a (vocab, hidden)
+    matrix. Element-wise operations may follow it (Gemma 2 caps the logits: divide,
+    tanh, multiply); they work position by position. None where there is no MatMul."""
+    node = model.output("logits").get_node().input_value(0).get_node()
+    while node.get_type_name() in ("Divide", "Tanh", "Multiply", "Add", "Convert"):
+        node = node.input_value(0).get_node()
+    if node.get_type_name() != "MatMul":
+        return None
+    return node
+
+
 def add_last_positions_input(model: ov.Model) -> None:
     """A new input, last_positions: the tokens whose logits to compute, one a sequence.
 
@@ -134,7 +182,7 @@ def add_last_positions_input(model: ov.Model) -> None:
     spares every prompt's (prompt_len, vocab) logits that nobody reads."""
     last_positions = ov.opset13.parameter([-1], ov.Type.i64, name="last_positions")
     last_positions.output(0).set_names({"last_positions"})
-    lm_head = model.output("logits").get_node().input_value(0).get_node()
+    lm_head = find_lm_head(model)
     gathered = ov.opset13.gather(lm_head.input_value(0), last_positions, 0)
     lm_head.input(0).replace_source_output(gathered.output(0))
     model.add_parameters([last_positions])
@@ -169,6 +217,20 @@ def allocate_cache_blocks(compiled, request: ov.InferRequest, blocks: int) -> No
             request.set_tensor(port, ov.Tensor(port.element_type, shape))
 
 
+def penalize_repetition(logits: np.ndarray, token_ids: list[int], penalty: float):
+    """Logits (vocab,) with each token already in the text made less likely, as
+    transformers' RepetitionPenaltyLogitsProcessor does: a positive logit divided by
+    the penalty, a negative one multiplied. A penalty of 1.0 changes nothing."""
+    if penalty == 1.0:
+        return logits
+    seen = np.unique(token_ids)
+    penalized = logits.copy()
+    penalized[seen] = np.where(
+        logits[seen] < 0, logits[seen] * penalty, logits[seen] / penalty
+    )
+    return penalized
+
+
 def decode(detokenizer: ov.CompiledModel, tokens: list[int]) -> str:
     """The text of some token ids."""
     return str(detokenizer(np.array([tokens], dtype=np.int64))["string_output"][0])
@@ -188,7 +250,8 @@ def generate_in_batches(
     request: ov.InferRequest,
     prompts: list[list[int]],
     max_new_tokens: int,
-    eos_token_id: int,
+    stop_token_ids: set[int],
+    penalty: float,
     block_table: np.ndarray,
 ) -> list[list[int]]:
     """Greedy answers to every prompt; block_table[place] lists its cache blocks."""
@@ -234,16 +297,18 @@ def generate_in_batches(
                 "last_positions": begins[1:] - 1,  # each sequence's last token
             }
         )
-        next_tokens = request.get_tensor("logits").data[:, -1].argmax(axis=-1)
+        logits = request.get_tensor("logits").data[:, -1]  # (sequences, vocab)
 
-        for place, token in zip(list(running), next_tokens.tolist()):
+        for row, place in enumerate(list(running)):
             sequence = running[place]
             answer = answers[sequence.prompt_index]
-            if token != eos_token_id:
+            seen = prompts[sequence.prompt_index] + answer
+            token = int(penalize_repetition(logits[row], seen, penalty).argmax())
+            if token not in stop_token_ids:
                 answer.append(token)
             sequence.cached += len(sequence.new_ids)
             sequence.new_ids = [token]  # the token goes in next, unless the answer ends
-            if token == eos_token_id or len(answer) == max_new_tokens:
+            if token in stop_token_ids or len(answer) == max_new_tokens:
                 del running[place]
 
 
@@ -269,8 +334,12 @@ def main() -> None:
     # Created after `import openvino_tokenizers`, so that it reads the tokenizers.
     core = ov.Core()
     llm = read_llm_folder(core, parser, args.model_dir)
+    # OpenVINO's paged rewrite of MPT's attention gives wrong text (genai's too).
+    if read_json(parser, args.model_dir / "config.json").get("model_type") == "mpt":
+        parser.error(f"{args.model_dir}: OpenVINO's paged attention gets MPT wrong")
     # Now input_ids is (tokens,) and logits (tokens, 1, vocab), for all sequences.
     paged_attention_transformation(llm.model)
+    add_unused_position_ids(llm.model, [-1])  # (tokens,)
     add_last_positions_input(llm.model)
     # One stream on all cores: the batch, not parallel requests, keeps them busy.
     compiled = compile_llm(core, parser, llm.model, args)
@@ -280,6 +349,7 @@ def main() -> None:
         prompt_ids.append(llm.tokenizer([prompt])["input_ids"][0].tolist())
     longest = max(prompt_ids, key=len)
     args.max_new_tokens = fit_to_context(parser, llm, longest, args.max_new_tokens)
+    penalty = repetition_penalty(llm)
 
     # Each place owns enough blocks for the longest prompt and its answer.
     places = min(args.max_sequences, len(prompts))
@@ -291,7 +361,12 @@ def main() -> None:
 
     start = time.perf_counter()
     answers = generate_in_batches(
-        request, prompt_ids, args.max_new_tokens, llm.eos_token_id, block_table
+        request,
+        prompt_ids,
+        args.max_new_tokens,
+        llm.stop_token_ids,
+        penalty,
+        block_table,
     )
     seconds = time.perf_counter() - start
     tokens = sum(len(answer) for answer in answers)

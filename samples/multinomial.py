@@ -28,7 +28,7 @@ EXPORT_HINT = "run scripts/prepare_default_model.py, or optimum-cli export openv
 LLM_FILES = ("openvino_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml")
 # Only a stateful export (--task text-generation-with-past) has beam_idx: the KV
 # cache lives in the model's state; beam_idx says which cache row a batch row continues.
-LLM_INPUTS = {"input_ids", "attention_mask", "position_ids", "beam_idx"}
+LLM_INPUTS = {"input_ids", "attention_mask", "beam_idx"}
 # Compute and cache in f32, with no on-the-fly quantization of activations: the numbers
 # then equal the references' (the CPU's default may be bf16 with an f16 or u8 cache).
 F32_CONFIG = {
@@ -44,8 +44,9 @@ class LLMFolder(NamedTuple):
     model: ov.Model  # the LLM, read but not compiled: it can still be edited
     tokenizer: ov.CompiledModel  # [text] -> input_ids (1, tokens)
     detokenizer: ov.CompiledModel  # token ids (1, tokens) -> [text]
-    eos_token_id: int  # the token that ends an answer
+    stop_token_ids: set[int]  # the tokens that end an answer
     context_length: int  # the positions the model was trained on (unknown: sys.maxsize)
+    generation_config: dict  # generation_config.json: the model's own defaults, or {}
 
 
 def is_prompt(argument: str) -> bool:
@@ -88,19 +89,46 @@ def read_llm_folder(core: ov.Core, parser, model_dir: Path) -> LLMFolder:
     except RuntimeError as error:
         parser.error(f"cannot read {model_dir}: {last_line(error)}")
     input_names = {name for port in model.inputs for name in port.names}
-    if not LLM_INPUTS <= input_names:
-        parser.error(f"{model_dir} holds no stateful LLM: {EXPORT_HINT}")
+    for name in sorted(LLM_INPUTS - input_names):
+        parser.error(
+            f"{model_dir} holds no stateful LLM (no {name} input): {EXPORT_HINT}"
+        )
+    # generation_config.json lists every token that ends an answer (Llama 3: two,
+    # Phi-3: three); the tokenizer's rt_info knows one. A GGUF folder has no such file.
+    generation_config = read_json(parser, model_dir / "generation_config.json")
+    stop_token_ids = generation_config.get("eos_token_id", [])
+    if isinstance(stop_token_ids, int):
+        stop_token_ids = [stop_token_ids]
     rt_info = tokenizer.get_rt_info()
-    if "eos_token_id" not in rt_info:
-        parser.error(f"{model_dir}: the tokenizer's rt_info has no eos_token_id")
-    eos_token_id = rt_info["eos_token_id"].astype(int)
+    if "eos_token_id" in rt_info:
+        stop_token_ids = [*stop_token_ids, rt_info["eos_token_id"].astype(int)]
+    if not stop_token_ids:
+        parser.error(
+            f"{model_dir}: no eos_token_id in the tokenizer or generation config"
+        )
     # A GGUF-converted folder has no config.json: its context length is not known.
     config = read_json(parser, model_dir / "config.json")
     lengths = [config[key] for key in CONTEXT_KEYS if key in config]
     context_length = lengths[0] if lengths else sys.maxsize
     return LLMFolder(
-        model, compiled_tokenizer, detokenizer, eos_token_id, context_length
+        model,
+        compiled_tokenizer,
+        detokenizer,
+        set(stop_token_ids),
+        context_length,
+        generation_config,
     )
+
+
+def add_unused_position_ids(model: ov.Model, shape: list[int]) -> None:
+    """ALiBi models (BLOOM, MPT) take no positions: an input that they ignore lets every
+    model be fed alike."""
+    input_names = {name for port in model.inputs for name in port.names}
+    if "position_ids" in input_names:
+        return
+    positions = ov.opset13.parameter(shape, ov.Type.i64)
+    positions.output(0).set_names({"position_ids"})
+    model.add_parameters([positions])
 
 
 def fit_to_context(parser, llm, prompt_ids: list[int], max_new_tokens: int) -> int:
@@ -116,14 +144,34 @@ def fit_to_context(parser, llm, prompt_ids: list[int], max_new_tokens: int) -> i
     return min(room, max_new_tokens)
 
 
+def repetition_penalty(llm: LLMFolder) -> float:
+    """generation_config.json's repetition_penalty (Qwen2.5: 1.05), said on stderr."""
+    penalty = llm.generation_config.get("repetition_penalty", 1.0)
+    if penalty != 1.0:
+        print(f"generation_config.json: repetition_penalty {penalty}", file=sys.stderr)
+    return penalty
+
+
+def find_lm_head(model: ov.Model):
+    """The LM head: the MatMul of each position's hidden state by a (vocab, hidden)
+    matrix. Element-wise operations may follow it (Gemma 2 caps the logits: divide,
+    tanh, multiply); they work position by position. None where there is no MatMul."""
+    node = model.output("logits").get_node().input_value(0).get_node()
+    while node.get_type_name() in ("Divide", "Tanh", "Multiply", "Add", "Convert"):
+        node = node.input_value(0).get_node()
+    if node.get_type_name() != "MatMul":
+        return None
+    return node
+
+
 def keep_last_logits(model: ov.Model, positions: int) -> None:
     """Compute logits (batch, positions, vocab) for the last positions only.
 
-    The LM head multiplies each position's hidden state by a (vocab, hidden) matrix, so
-    a long prompt would cost (prompt_len, vocab) logits that nobody reads. Slicing its
-    input before compiling removes that work. Another head (no MatMul) is left as is."""
-    lm_head = model.output("logits").get_node().input_value(0).get_node()
-    if lm_head.get_type_name() != "MatMul":
+    A long prompt would cost (prompt_len, vocab) logits that nobody reads. Slicing the
+    LM head's input before compiling removes that work. Without a MatMul head, the
+    model is left as is."""
+    lm_head = find_lm_head(model)
+    if lm_head is None:
         return
     hidden = lm_head.input_value(0)  # (batch, seq_len, hidden)
     end = np.iinfo(np.int64).max
@@ -150,6 +198,20 @@ def llm_inputs(new_ids: list[int], cached: int) -> dict[str, np.ndarray]:
     }
 
 
+def penalize_repetition(logits: np.ndarray, token_ids: list[int], penalty: float):
+    """Logits (vocab,) with each token already in the text made less likely, as
+    transformers' RepetitionPenaltyLogitsProcessor does: a positive logit divided by
+    the penalty, a negative one multiplied. A penalty of 1.0 changes nothing."""
+    if penalty == 1.0:
+        return logits
+    seen = np.unique(token_ids)
+    penalized = logits.copy()
+    penalized[seen] = np.where(
+        logits[seen] < 0, logits[seen] * penalty, logits[seen] / penalty
+    )
+    return penalized
+
+
 def decode(detokenizer: ov.CompiledModel, tokens: list[int]) -> str:
     """The text of some token ids."""
     return str(detokenizer(np.array([tokens], dtype=np.int64))["string_output"][0])
@@ -166,6 +228,20 @@ def stream(detokenizer: ov.CompiledModel, tokens: list[int], printed: str) -> st
         return printed
     print(text[len(printed) :], end="", flush=True)
     return text
+
+
+def sampling_defaults(args, generation_config: dict) -> None:
+    """Give the sampling flags not given the model's values from generation_config.json
+    (Qwen2.5: 0.7, 20, 0.8), else transformers' defaults; say which the file gave."""
+    taken = []
+    for name, default in (("temperature", 1.0), ("top_k", 50), ("top_p", 1.0)):
+        if getattr(args, name) is not None:
+            continue
+        setattr(args, name, generation_config.get(name, default))
+        if name in generation_config:
+            taken.append(f"{name} {generation_config[name]}")
+    if taken:
+        print(f"generation_config.json: {', '.join(taken)}", file=sys.stderr)
 
 
 def sample(logits: np.ndarray, args, rng: np.random.Generator) -> int:
@@ -193,9 +269,10 @@ def main() -> None:
     parser.add_argument("model_dir", nargs="?", default=str(DEFAULT_MODEL_DIR))
     parser.add_argument("prompt", nargs="?", help=f"default: {DEFAULT_PROMPT}")
     parser.add_argument("--max-new-tokens", type=int, default=100, help=">= 1")
-    parser.add_argument("--temperature", type=float, default=1.0, help="> 0")
-    parser.add_argument("--top-k", type=int, default=50, help=">= 0; 0: all tokens")
-    parser.add_argument("--top-p", type=float, default=1.0, help="in (0, 1]")
+    # Not given, they are the model's (generation_config.json), else these defaults.
+    parser.add_argument("--temperature", type=float, help="> 0; 1.0")
+    parser.add_argument("--top-k", type=int, help=">= 0, 0: all tokens; 50")
+    parser.add_argument("--top-p", type=float, help="in (0, 1]; 1.0")
     parser.add_argument("--seed", type=int, default=42, help=">= 0")
     parser.add_argument("--device", default="CPU", help="CPU, GPU, NPU or AUTO")
     parser.add_argument("--f32", action="store_true", help="exact, as the references")
@@ -210,22 +287,25 @@ def main() -> None:
         parser.error("the prompt is empty")
     if args.max_new_tokens < 1:
         parser.error("--max-new-tokens must be at least 1")
-    if not args.temperature > 0:
-        parser.error("--temperature must be above 0")
-    if args.top_k < 0:
-        parser.error("--top-k must be 0 or more")
-    if not 0 < args.top_p <= 1:  # also refuses nan
-        parser.error("--top-p must be in (0, 1]")
     if args.seed < 0:
         parser.error("--seed must be 0 or more")
 
     # Created after `import openvino_tokenizers`, so that it reads the tokenizers.
     core = ov.Core()
     llm = read_llm_folder(core, parser, Path(args.model_dir))
+    add_unused_position_ids(llm.model, [-1, -1])  # (batch, new tokens)
+    sampling_defaults(args, llm.generation_config)
+    if not args.temperature > 0:
+        parser.error("--temperature must be above 0")
+    if args.top_k < 0:
+        parser.error("--top-k must be 0 or more")
+    if not 0 < args.top_p <= 1:  # also refuses nan
+        parser.error("--top-p must be in (0, 1]")
     keep_last_logits(llm.model, 1)
     request = compile_llm(core, parser, llm.model, args).create_infer_request()
     prompt_ids = llm.tokenizer([args.prompt])["input_ids"][0].tolist()
     args.max_new_tokens = fit_to_context(parser, llm, prompt_ids, args.max_new_tokens)
+    penalty = repetition_penalty(llm)
 
     rng = np.random.default_rng(args.seed)
     start = time.perf_counter()
@@ -235,8 +315,10 @@ def main() -> None:
     while len(tokens) < args.max_new_tokens:
         cached = len(prompt_ids) + len(tokens) - len(new_ids)
         request.infer(llm_inputs(new_ids, cached))
-        next_token = sample(request.get_tensor("logits").data[0, -1], args, rng)
-        if next_token == llm.eos_token_id:
+        logits = request.get_tensor("logits").data[0, -1]
+        logits = penalize_repetition(logits, prompt_ids + tokens, penalty)
+        next_token = sample(logits, args, rng)
+        if next_token in llm.stop_token_ids:
             break
         tokens.append(next_token)
         printed = stream(llm.detokenizer, tokens, printed)

@@ -32,7 +32,7 @@ EXPORT_HINT = "run scripts/prepare_default_model.py, or optimum-cli export openv
 LLM_FILES = ("openvino_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml")
 # Only a stateful export (--task text-generation-with-past) has beam_idx: the KV
 # cache lives in the model's state; beam_idx says which cache row a batch row continues.
-LLM_INPUTS = {"input_ids", "attention_mask", "position_ids", "beam_idx"}
+LLM_INPUTS = {"input_ids", "attention_mask", "beam_idx"}
 # Compute and cache in f32, with no on-the-fly quantization of activations: the numbers
 # then equal the references' (the CPU's default may be bf16 with an f16 or u8 cache).
 F32_CONFIG = {
@@ -48,8 +48,9 @@ class LLMFolder(NamedTuple):
     model: ov.Model  # the LLM, read but not compiled: it can still be edited
     tokenizer: ov.CompiledModel  # [text] -> input_ids (1, tokens)
     detokenizer: ov.CompiledModel  # token ids (1, tokens) -> [text]
-    eos_token_id: int  # the token that ends an answer
+    stop_token_ids: set[int]  # the tokens that end an answer
     context_length: int  # the positions the model was trained on (unknown: sys.maxsize)
+    generation_config: dict  # generation_config.json: the model's own defaults, or {}
 
 
 def is_prompt(argument: str) -> bool:
@@ -92,19 +93,46 @@ def read_llm_folder(core: ov.Core, parser, model_dir: Path) -> LLMFolder:
     except RuntimeError as error:
         parser.error(f"cannot read {model_dir}: {last_line(error)}")
     input_names = {name for port in model.inputs for name in port.names}
-    if not LLM_INPUTS <= input_names:
-        parser.error(f"{model_dir} holds no stateful LLM: {EXPORT_HINT}")
+    for name in sorted(LLM_INPUTS - input_names):
+        parser.error(
+            f"{model_dir} holds no stateful LLM (no {name} input): {EXPORT_HINT}"
+        )
+    # generation_config.json lists every token that ends an answer (Llama 3: two,
+    # Phi-3: three); the tokenizer's rt_info knows one. A GGUF folder has no such file.
+    generation_config = read_json(parser, model_dir / "generation_config.json")
+    stop_token_ids = generation_config.get("eos_token_id", [])
+    if isinstance(stop_token_ids, int):
+        stop_token_ids = [stop_token_ids]
     rt_info = tokenizer.get_rt_info()
-    if "eos_token_id" not in rt_info:
-        parser.error(f"{model_dir}: the tokenizer's rt_info has no eos_token_id")
-    eos_token_id = rt_info["eos_token_id"].astype(int)
+    if "eos_token_id" in rt_info:
+        stop_token_ids = [*stop_token_ids, rt_info["eos_token_id"].astype(int)]
+    if not stop_token_ids:
+        parser.error(
+            f"{model_dir}: no eos_token_id in the tokenizer or generation config"
+        )
     # A GGUF-converted folder has no config.json: its context length is not known.
     config = read_json(parser, model_dir / "config.json")
     lengths = [config[key] for key in CONTEXT_KEYS if key in config]
     context_length = lengths[0] if lengths else sys.maxsize
     return LLMFolder(
-        model, compiled_tokenizer, detokenizer, eos_token_id, context_length
+        model,
+        compiled_tokenizer,
+        detokenizer,
+        set(stop_token_ids),
+        context_length,
+        generation_config,
     )
+
+
+def add_unused_position_ids(model: ov.Model, shape: list[int]) -> None:
+    """ALiBi models (BLOOM, MPT) take no positions: an input that they ignore lets every
+    model be fed alike."""
+    input_names = {name for port in model.inputs for name in port.names}
+    if "position_ids" in input_names:
+        return
+    positions = ov.opset13.parameter(shape, ov.Type.i64)
+    positions.output(0).set_names({"position_ids"})
+    model.add_parameters([positions])
 
 
 def fit_to_context(parser, llm, prompt_ids: list[int], max_new_tokens: int) -> int:
@@ -120,14 +148,34 @@ def fit_to_context(parser, llm, prompt_ids: list[int], max_new_tokens: int) -> i
     return min(room, max_new_tokens)
 
 
+def repetition_penalty(llm: LLMFolder) -> float:
+    """generation_config.json's repetition_penalty (Qwen2.5: 1.05), said on stderr."""
+    penalty = llm.generation_config.get("repetition_penalty", 1.0)
+    if penalty != 1.0:
+        print(f"generation_config.json: repetition_penalty {penalty}", file=sys.stderr)
+    return penalty
+
+
+def find_lm_head(model: ov.Model):
+    """The LM head: the MatMul of each position's hidden state by a (vocab, hidden)
+    matrix. Element-wise operations may follow it (Gemma 2 caps the logits: divide,
+    tanh, multiply); they work position by position. None where there is no MatMul."""
+    node = model.output("logits").get_node().input_value(0).get_node()
+    while node.get_type_name() in ("Divide", "Tanh", "Multiply", "Add", "Convert"):
+        node = node.input_value(0).get_node()
+    if node.get_type_name() != "MatMul":
+        return None
+    return node
+
+
 def keep_last_token_logits(model: ov.Model) -> None:
     """Compute logits (1, 1, vocab) for the last token only.
 
     After the paged rewrite the tokens of all sequences lie along axis 0: the LM head's
     input is (tokens, 1, hidden). Slicing it to the last token before compiling saves
     a long prompt's (prompt_len, vocab) logits that nobody reads."""
-    lm_head = model.output("logits").get_node().input_value(0).get_node()
-    if lm_head.get_type_name() != "MatMul":
+    lm_head = find_lm_head(model)
+    if lm_head is None:
         return
     hidden = lm_head.input_value(0)  # (tokens, 1, hidden)
     end = np.iinfo(np.int64).max
@@ -181,6 +229,20 @@ def paged_inputs(new_ids: list[int], cached: int, blocks: int) -> dict[str, np.n
     }
 
 
+def penalize_repetition(logits: np.ndarray, token_ids: list[int], penalty: float):
+    """Logits (vocab,) with each token already in the text made less likely, as
+    transformers' RepetitionPenaltyLogitsProcessor does: a positive logit divided by
+    the penalty, a negative one multiplied. A penalty of 1.0 changes nothing."""
+    if penalty == 1.0:
+        return logits
+    seen = np.unique(token_ids)
+    penalized = logits.copy()
+    penalized[seen] = np.where(
+        logits[seen] < 0, logits[seen] * penalty, logits[seen] / penalty
+    )
+    return penalized
+
+
 def decode(detokenizer: ov.CompiledModel, tokens: list[int]) -> str:
     """The text of some token ids."""
     return str(detokenizer(np.array([tokens], dtype=np.int64))["string_output"][0])
@@ -223,11 +285,19 @@ def main() -> None:
     core = ov.Core()
     llm = read_llm_folder(core, parser, Path(args.model_dir))
     # Now input_ids is (tokens,) and logits (tokens, 1, vocab), for all sequences.
+    # OpenVINO's paged rewrite of MPT's attention gives wrong text (genai's too).
+    if (
+        read_json(parser, Path(args.model_dir) / "config.json").get("model_type")
+        == "mpt"
+    ):
+        parser.error(f"{args.model_dir}: OpenVINO's paged attention gets MPT wrong")
     paged_attention_transformation(llm.model)
+    add_unused_position_ids(llm.model, [-1])  # (tokens,)
     keep_last_token_logits(llm.model)
     compiled = compile_llm(core, parser, llm.model, args)
     request = compiled.create_infer_request()
     prompt_ids = llm.tokenizer([args.prompt])["input_ids"][0].tolist()
+    penalty = repetition_penalty(llm)
     args.max_new_tokens = fit_to_context(parser, llm, prompt_ids, args.max_new_tokens)
     # Enough blocks for the prompt and the longest answer.
     blocks = blocks_for(compiled, len(prompt_ids) + args.max_new_tokens)
@@ -243,10 +313,12 @@ def main() -> None:
         # While the model computes the next token, print the ones before it.
         printed = stream(llm.detokenizer, tokens, printed)
         request.wait()
-        next_token = int(request.get_tensor("logits").data[-1, -1].argmax())
+        logits = request.get_tensor("logits").data[-1, -1]
+        logits = penalize_repetition(logits, prompt_ids + tokens, penalty)
+        next_token = int(logits.argmax())
         if not tokens:
             first_token_seconds = time.perf_counter() - start
-        if next_token == llm.eos_token_id:
+        if next_token in llm.stop_token_ids:
             break
         tokens.append(next_token)
         new_ids = [next_token]  # every later inference feeds one token

@@ -29,7 +29,7 @@ EXPORT_HINT = "run scripts/prepare_default_model.py, or optimum-cli export openv
 LLM_FILES = ("openvino_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml")
 # Only a stateful export (--task text-generation-with-past) has beam_idx: the KV
 # cache lives in the model's state; beam_idx says which cache row a batch row continues.
-LLM_INPUTS = {"input_ids", "attention_mask", "position_ids", "beam_idx"}
+LLM_INPUTS = {"input_ids", "attention_mask", "beam_idx"}
 # Compute and cache in f32, with no on-the-fly quantization of activations: the numbers
 # then equal the references' (the CPU's default may be bf16 with an f16 or u8 cache).
 F32_CONFIG = {
@@ -49,8 +49,9 @@ class LLMFolder(NamedTuple):
     model: ov.Model  # the LLM, read but not compiled: it can still be edited
     tokenizer: ov.CompiledModel  # [text] -> input_ids (1, tokens)
     detokenizer: ov.CompiledModel  # token ids (1, tokens) -> [text]
-    eos_token_id: int  # the token that ends an answer
+    stop_token_ids: set[int]  # the tokens that end an answer
     context_length: int  # the positions the model was trained on (unknown: sys.maxsize)
+    generation_config: dict  # generation_config.json: the model's own defaults, or {}
 
 
 def is_prompt(argument: str) -> bool:
@@ -93,19 +94,46 @@ def read_llm_folder(core: ov.Core, parser, model_dir: Path) -> LLMFolder:
     except RuntimeError as error:
         parser.error(f"cannot read {model_dir}: {last_line(error)}")
     input_names = {name for port in model.inputs for name in port.names}
-    if not LLM_INPUTS <= input_names:
-        parser.error(f"{model_dir} holds no stateful LLM: {EXPORT_HINT}")
+    for name in sorted(LLM_INPUTS - input_names):
+        parser.error(
+            f"{model_dir} holds no stateful LLM (no {name} input): {EXPORT_HINT}"
+        )
+    # generation_config.json lists every token that ends an answer (Llama 3: two,
+    # Phi-3: three); the tokenizer's rt_info knows one. A GGUF folder has no such file.
+    generation_config = read_json(parser, model_dir / "generation_config.json")
+    stop_token_ids = generation_config.get("eos_token_id", [])
+    if isinstance(stop_token_ids, int):
+        stop_token_ids = [stop_token_ids]
     rt_info = tokenizer.get_rt_info()
-    if "eos_token_id" not in rt_info:
-        parser.error(f"{model_dir}: the tokenizer's rt_info has no eos_token_id")
-    eos_token_id = rt_info["eos_token_id"].astype(int)
+    if "eos_token_id" in rt_info:
+        stop_token_ids = [*stop_token_ids, rt_info["eos_token_id"].astype(int)]
+    if not stop_token_ids:
+        parser.error(
+            f"{model_dir}: no eos_token_id in the tokenizer or generation config"
+        )
     # A GGUF-converted folder has no config.json: its context length is not known.
     config = read_json(parser, model_dir / "config.json")
     lengths = [config[key] for key in CONTEXT_KEYS if key in config]
     context_length = lengths[0] if lengths else sys.maxsize
     return LLMFolder(
-        model, compiled_tokenizer, detokenizer, eos_token_id, context_length
+        model,
+        compiled_tokenizer,
+        detokenizer,
+        set(stop_token_ids),
+        context_length,
+        generation_config,
     )
+
+
+def add_unused_position_ids(model: ov.Model, shape: list[int]) -> None:
+    """ALiBi models (BLOOM, MPT) take no positions: an input that they ignore lets every
+    model be fed alike."""
+    input_names = {name for port in model.inputs for name in port.names}
+    if "position_ids" in input_names:
+        return
+    positions = ov.opset13.parameter(shape, ov.Type.i64)
+    positions.output(0).set_names({"position_ids"})
+    model.add_parameters([positions])
 
 
 def fit_to_context(parser, llm, prompt_ids: list[int], max_new_tokens: int) -> int:
@@ -121,14 +149,34 @@ def fit_to_context(parser, llm, prompt_ids: list[int], max_new_tokens: int) -> i
     return min(room, max_new_tokens)
 
 
+def repetition_penalty(llm: LLMFolder) -> float:
+    """generation_config.json's repetition_penalty (Qwen2.5: 1.05), said on stderr."""
+    penalty = llm.generation_config.get("repetition_penalty", 1.0)
+    if penalty != 1.0:
+        print(f"generation_config.json: repetition_penalty {penalty}", file=sys.stderr)
+    return penalty
+
+
+def find_lm_head(model: ov.Model):
+    """The LM head: the MatMul of each position's hidden state by a (vocab, hidden)
+    matrix. Element-wise operations may follow it (Gemma 2 caps the logits: divide,
+    tanh, multiply); they work position by position. None where there is no MatMul."""
+    node = model.output("logits").get_node().input_value(0).get_node()
+    while node.get_type_name() in ("Divide", "Tanh", "Multiply", "Add", "Convert"):
+        node = node.input_value(0).get_node()
+    if node.get_type_name() != "MatMul":
+        return None
+    return node
+
+
 def keep_last_logits(model: ov.Model, positions: int) -> None:
     """Compute logits (batch, positions, vocab) for the last positions only.
 
-    The LM head multiplies each position's hidden state by a (vocab, hidden) matrix, so
-    a long prompt would cost (prompt_len, vocab) logits that nobody reads. Slicing its
-    input before compiling removes that work. Another head (no MatMul) is left as is."""
-    lm_head = model.output("logits").get_node().input_value(0).get_node()
-    if lm_head.get_type_name() != "MatMul":
+    A long prompt would cost (prompt_len, vocab) logits that nobody reads. Slicing the
+    LM head's input before compiling removes that work. Without a MatMul head, the
+    model is left as is."""
+    lm_head = find_lm_head(model)
+    if lm_head is None:
         return
     hidden = lm_head.input_value(0)  # (batch, seq_len, hidden)
     end = np.iinfo(np.int64).max
@@ -153,6 +201,20 @@ def llm_inputs(new_ids: list[int], cached: int) -> dict[str, np.ndarray]:
         "position_ids": np.arange(cached, length, dtype=np.int64)[None],
         "beam_idx": np.zeros(1, dtype=np.int32),  # batch row 0 continues cache row 0
     }
+
+
+def penalize_repetition(logits: np.ndarray, token_ids: list[int], penalty: float):
+    """Logits (vocab,) with each token already in the text made less likely, as
+    transformers' RepetitionPenaltyLogitsProcessor does: a positive logit divided by
+    the penalty, a negative one multiplied. A penalty of 1.0 changes nothing."""
+    if penalty == 1.0:
+        return logits
+    seen = np.unique(token_ids)
+    penalized = logits.copy()
+    penalized[seen] = np.where(
+        logits[seen] < 0, logits[seen] * penalty, logits[seen] / penalty
+    )
+    return penalized
 
 
 def decode(detokenizer: ov.CompiledModel, tokens: list[int]) -> str:
@@ -189,14 +251,20 @@ def trim_cache(request: ov.InferRequest, length: int) -> None:
             state.state = ov.Tensor(state.state.data[:, :, :length].copy())
 
 
-def verify(request: ov.InferRequest, tokens: list[int], guesses: list[int]) -> int:
+def verify(
+    request: ov.InferRequest, tokens: list, guesses: list, penalty: float
+) -> int:
     """Check guesses of what follows `tokens` in one inference; return how many hold.
 
     The model sees the last token and the guesses, and gives its greedy choice after
-    each. `tokens` grows by the guesses up to the first it disagrees with, then by its
-    own choice there. Then the cache keeps every token but the new last one."""
+    each (with the repetition penalty of the text up to there). `tokens` grows by the
+    guesses up to the first it disagrees with, then by its own choice there. Then the
+    cache keeps every token but the new last one."""
     logits = infer_logits(request, tokens[-1:] + guesses, len(tokens) - 1)
-    choices = logits[-len(guesses) - 1 :].argmax(axis=-1).tolist()
+    choices = []
+    for row, row_logits in enumerate(logits[-len(guesses) - 1 :]):
+        seen = tokens + guesses[:row]
+        choices.append(int(penalize_repetition(row_logits, seen, penalty).argmax()))
     agreed = 0
     while agreed < len(guesses) and guesses[agreed] == choices[agreed]:
         agreed += 1
@@ -238,14 +306,18 @@ def main() -> None:
     # Created after `import openvino_tokenizers`, so that it reads the tokenizers.
     core = ov.Core()
     llm = read_llm_folder(core, parser, Path(args.model_dir))
+    add_unused_position_ids(llm.model, [-1, -1])  # (batch, new tokens)
     keep_last_logits(llm.model, MAX_GUESSES + 1)  # the positions that are checked
     request = compile_llm(core, parser, llm.model, args).create_infer_request()
     prompt_ids = llm.tokenizer([args.prompt])["input_ids"][0].tolist()
     args.max_new_tokens = fit_to_context(parser, llm, prompt_ids, args.max_new_tokens)
 
+    penalty = repetition_penalty(llm)
+
     start = time.perf_counter()
     # The prefill feeds the prompt: the cache holds every token but the last.
-    first_token = int(infer_logits(request, prompt_ids, 0)[-1].argmax())
+    logits = infer_logits(request, prompt_ids, 0)[-1]
+    first_token = int(penalize_repetition(logits, prompt_ids, penalty).argmax())
     tokens = prompt_ids + [first_token]
     printed = ""  # the answer's text on stdout so far
     inferences = 1
@@ -253,16 +325,17 @@ def main() -> None:
     accepted = 0  # guesses the model agreed with
     while True:
         answer = tokens[len(prompt_ids) :]
-        ended = llm.eos_token_id in answer
+        stops = [token in llm.stop_token_ids for token in answer]
+        ended = any(stops)
         if ended:
-            answer = answer[: answer.index(llm.eos_token_id)]
+            answer = answer[: stops.index(True)]
         answer = answer[: args.max_new_tokens]  # several tokens may come at once
         printed = stream(llm.detokenizer, answer, printed)
         if ended or len(answer) == args.max_new_tokens:
             break
         guesses = guess(tokens)[: args.max_new_tokens - len(answer)]
         # No guess found: a plain greedy step.
-        accepted += verify(request, tokens, guesses)
+        accepted += verify(request, tokens, guesses, penalty)
         inferences += 1
         proposed += len(guesses)
     print(decode(llm.detokenizer, answer)[len(printed) :], flush=True)

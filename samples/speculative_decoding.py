@@ -29,7 +29,7 @@ EXPORT_HINT = "run scripts/prepare_default_model.py, or optimum-cli export openv
 LLM_FILES = ("openvino_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml")
 # Only a stateful export (--task text-generation-with-past) has beam_idx: the KV
 # cache lives in the model's state; beam_idx says which cache row a batch row continues.
-LLM_INPUTS = {"input_ids", "attention_mask", "position_ids", "beam_idx"}
+LLM_INPUTS = {"input_ids", "attention_mask", "beam_idx"}
 # Compute and cache in f32, with no on-the-fly quantization of activations: the numbers
 # then equal the references' (the CPU's default may be bf16 with an f16 or u8 cache).
 F32_CONFIG = {
@@ -48,8 +48,9 @@ class LLMFolder(NamedTuple):
     model: ov.Model  # the LLM, read but not compiled: it can still be edited
     tokenizer: ov.CompiledModel  # [text] -> input_ids (1, tokens)
     detokenizer: ov.CompiledModel  # token ids (1, tokens) -> [text]
-    eos_token_id: int  # the token that ends an answer
+    stop_token_ids: set[int]  # the tokens that end an answer
     context_length: int  # the positions the model was trained on (unknown: sys.maxsize)
+    generation_config: dict  # generation_config.json: the model's own defaults, or {}
 
 
 def read_json(parser, path: Path) -> dict:
@@ -81,19 +82,46 @@ def read_llm_folder(core: ov.Core, parser, model_dir: Path) -> LLMFolder:
     except RuntimeError as error:
         parser.error(f"cannot read {model_dir}: {last_line(error)}")
     input_names = {name for port in model.inputs for name in port.names}
-    if not LLM_INPUTS <= input_names:
-        parser.error(f"{model_dir} holds no stateful LLM: {EXPORT_HINT}")
+    for name in sorted(LLM_INPUTS - input_names):
+        parser.error(
+            f"{model_dir} holds no stateful LLM (no {name} input): {EXPORT_HINT}"
+        )
+    # generation_config.json lists every token that ends an answer (Llama 3: two,
+    # Phi-3: three); the tokenizer's rt_info knows one. A GGUF folder has no such file.
+    generation_config = read_json(parser, model_dir / "generation_config.json")
+    stop_token_ids = generation_config.get("eos_token_id", [])
+    if isinstance(stop_token_ids, int):
+        stop_token_ids = [stop_token_ids]
     rt_info = tokenizer.get_rt_info()
-    if "eos_token_id" not in rt_info:
-        parser.error(f"{model_dir}: the tokenizer's rt_info has no eos_token_id")
-    eos_token_id = rt_info["eos_token_id"].astype(int)
+    if "eos_token_id" in rt_info:
+        stop_token_ids = [*stop_token_ids, rt_info["eos_token_id"].astype(int)]
+    if not stop_token_ids:
+        parser.error(
+            f"{model_dir}: no eos_token_id in the tokenizer or generation config"
+        )
     # A GGUF-converted folder has no config.json: its context length is not known.
     config = read_json(parser, model_dir / "config.json")
     lengths = [config[key] for key in CONTEXT_KEYS if key in config]
     context_length = lengths[0] if lengths else sys.maxsize
     return LLMFolder(
-        model, compiled_tokenizer, detokenizer, eos_token_id, context_length
+        model,
+        compiled_tokenizer,
+        detokenizer,
+        set(stop_token_ids),
+        context_length,
+        generation_config,
     )
+
+
+def add_unused_position_ids(model: ov.Model, shape: list[int]) -> None:
+    """ALiBi models (BLOOM, MPT) take no positions: an input that they ignore lets every
+    model be fed alike."""
+    input_names = {name for port in model.inputs for name in port.names}
+    if "position_ids" in input_names:
+        return
+    positions = ov.opset13.parameter(shape, ov.Type.i64)
+    positions.output(0).set_names({"position_ids"})
+    model.add_parameters([positions])
 
 
 def fit_to_context(parser, llm, prompt_ids: list[int], max_new_tokens: int) -> int:
@@ -109,14 +137,34 @@ def fit_to_context(parser, llm, prompt_ids: list[int], max_new_tokens: int) -> i
     return min(room, max_new_tokens)
 
 
+def repetition_penalty(llm: LLMFolder) -> float:
+    """generation_config.json's repetition_penalty (Qwen2.5: 1.05), said on stderr."""
+    penalty = llm.generation_config.get("repetition_penalty", 1.0)
+    if penalty != 1.0:
+        print(f"generation_config.json: repetition_penalty {penalty}", file=sys.stderr)
+    return penalty
+
+
+def find_lm_head(model: ov.Model):
+    """The LM head: the MatMul of each position's hidden state by a (vocab, hidden)
+    matrix. Element-wise operations may follow it (Gemma 2 caps the logits: divide,
+    tanh, multiply); they work position by position. None where there is no MatMul."""
+    node = model.output("logits").get_node().input_value(0).get_node()
+    while node.get_type_name() in ("Divide", "Tanh", "Multiply", "Add", "Convert"):
+        node = node.input_value(0).get_node()
+    if node.get_type_name() != "MatMul":
+        return None
+    return node
+
+
 def keep_last_logits(model: ov.Model, positions: int) -> None:
     """Compute logits (batch, positions, vocab) for the last positions only.
 
-    The LM head multiplies each position's hidden state by a (vocab, hidden) matrix, so
-    a long prompt would cost (prompt_len, vocab) logits that nobody reads. Slicing its
-    input before compiling removes that work. Another head (no MatMul) is left as is."""
-    lm_head = model.output("logits").get_node().input_value(0).get_node()
-    if lm_head.get_type_name() != "MatMul":
+    A long prompt would cost (prompt_len, vocab) logits that nobody reads. Slicing the
+    LM head's input before compiling removes that work. Without a MatMul head, the
+    model is left as is."""
+    lm_head = find_lm_head(model)
+    if lm_head is None:
         return
     hidden = lm_head.input_value(0)  # (batch, seq_len, hidden)
     end = np.iinfo(np.int64).max
@@ -141,6 +189,20 @@ def llm_inputs(new_ids: list[int], cached: int) -> dict[str, np.ndarray]:
         "position_ids": np.arange(cached, length, dtype=np.int64)[None],
         "beam_idx": np.zeros(1, dtype=np.int32),  # batch row 0 continues cache row 0
     }
+
+
+def penalize_repetition(logits: np.ndarray, token_ids: list[int], penalty: float):
+    """Logits (vocab,) with each token already in the text made less likely, as
+    transformers' RepetitionPenaltyLogitsProcessor does: a positive logit divided by
+    the penalty, a negative one multiplied. A penalty of 1.0 changes nothing."""
+    if penalty == 1.0:
+        return logits
+    seen = np.unique(token_ids)
+    penalized = logits.copy()
+    penalized[seen] = np.where(
+        logits[seen] < 0, logits[seen] * penalty, logits[seen] / penalty
+    )
+    return penalized
 
 
 def decode(detokenizer: ov.CompiledModel, tokens: list[int]) -> str:
@@ -177,14 +239,20 @@ def trim_cache(request: ov.InferRequest, length: int) -> None:
             state.state = ov.Tensor(state.state.data[:, :, :length].copy())
 
 
-def verify(request: ov.InferRequest, tokens: list[int], guesses: list[int]) -> int:
+def verify(
+    request: ov.InferRequest, tokens: list, guesses: list, penalty: float
+) -> int:
     """Check guesses of what follows `tokens` in one inference; return how many hold.
 
     The model sees the last token and the guesses, and gives its greedy choice after
-    each. `tokens` grows by the guesses up to the first it disagrees with, then by its
-    own choice there. Then the cache keeps every token but the new last one."""
+    each (with the repetition penalty of the text up to there). `tokens` grows by the
+    guesses up to the first it disagrees with, then by its own choice there. Then the
+    cache keeps every token but the new last one."""
     logits = infer_logits(request, tokens[-1:] + guesses, len(tokens) - 1)
-    choices = logits[-len(guesses) - 1 :].argmax(axis=-1).tolist()
+    choices = []
+    for row, row_logits in enumerate(logits[-len(guesses) - 1 :]):
+        seen = tokens + guesses[:row]
+        choices.append(int(penalize_repetition(row_logits, seen, penalty).argmax()))
     agreed = 0
     while agreed < len(guesses) and guesses[agreed] == choices[agreed]:
         agreed += 1
@@ -220,6 +288,8 @@ def main() -> None:
     core = ov.Core()
     draft_llm = read_llm_folder(core, parser, args.draft_dir)
     main_llm = read_llm_folder(core, parser, args.main_dir)
+    add_unused_position_ids(draft_llm.model, [-1, -1])  # (batch, new tokens)
+    add_unused_position_ids(main_llm.model, [-1, -1])
     keep_last_logits(draft_llm.model, 1)
     keep_last_logits(main_llm.model, MAX_DRAFT + 1)  # the positions that are checked
     draft_compiled = compile_llm(core, parser, draft_llm.model, args)
@@ -228,10 +298,9 @@ def main() -> None:
     main_request = main_compiled.create_infer_request()
     # Guesses are worth checking only if the draft's ids mean what the main model's do.
     size = main_compiled.output("logits").partial_shape[2].get_length()
-    same_eos = draft_llm.eos_token_id == main_llm.eos_token_id
     draft_vocabulary = vocabulary(draft_llm.detokenizer, size)
     main_vocabulary = vocabulary(main_llm.detokenizer, size)
-    if not same_eos or draft_vocabulary != main_vocabulary:
+    if draft_vocabulary != main_vocabulary:
         parser.error(
             f"the tokenizers of {args.draft_dir} and {args.main_dir} differ: "
             "pick a draft model of the same family"
@@ -242,10 +311,13 @@ def main() -> None:
         parser, main_llm, prompt_ids, args.max_new_tokens
     )
 
+    penalty = repetition_penalty(main_llm)
+
     start = time.perf_counter()
     # The prefill feeds the prompt to both: each cache holds every token but the last.
     infer_logits(draft_request, prompt_ids, 0)
-    first_token = int(infer_logits(main_request, prompt_ids, 0)[-1].argmax())
+    logits = infer_logits(main_request, prompt_ids, 0)[-1]
+    first_token = int(penalize_repetition(logits, prompt_ids, penalty).argmax())
     tokens = prompt_ids + [first_token]
     draft_cached = len(prompt_ids)  # the tokens in the draft's cache
     draft_size = 2  # guesses per step: up by 2 while all hold, down by 1 otherwise
@@ -255,9 +327,10 @@ def main() -> None:
     accepted = 0  # draft tokens the main model agreed with
     while True:
         answer = tokens[len(prompt_ids) :]
-        ended = main_llm.eos_token_id in answer
+        stops = [token in main_llm.stop_token_ids for token in answer]
+        ended = any(stops)
         if ended:
-            answer = answer[: answer.index(main_llm.eos_token_id)]
+            answer = answer[: stops.index(True)]
         answer = answer[: args.max_new_tokens]  # several tokens may come at once
         printed = stream(main_llm.detokenizer, answer, printed)
         if ended or len(answer) == args.max_new_tokens:
@@ -269,7 +342,7 @@ def main() -> None:
             logits = infer_logits(draft_request, new_ids, draft_cached)
             guesses.append(int(logits[-1].argmax()))
             draft_cached = len(tokens) + len(guesses) - 1  # not its last guess
-        agreed = verify(main_request, tokens, guesses)
+        agreed = verify(main_request, tokens, guesses, penalty)
         main_inferences += 1
         proposed += len(guesses)
         accepted += agreed
