@@ -237,13 +237,11 @@ def chat(
     max_new_tokens: int,
 ) -> list[dict]:
     """Each turn answered from scratch on the whole templated history; `fed`: what a
-    chat keeping its KV cache feeds (the history's new tokens when it extends the cached
-    ones, else all of it)."""
-    messages, cached, answers = (
-        [{"role": "system", "content": system}] if system else [],
-        [],
-        [],
-    )
+    chat keeping its KV cache feeds (the history after the longest prefix it shares
+    with the cached tokens, at least one token)."""
+    messages = [{"role": "system", "content": system}] if system else []
+    cached = []
+    answers = []
     for turn in turns:
         messages.append({"role": "user", "content": turn})
         history_ids = tokenizer(
@@ -252,8 +250,13 @@ def chat(
             ),
             add_special_tokens=False,
         )["input_ids"]
-        extends = history_ids[: len(cached)] == cached
-        fed = len(history_ids) - len(cached) if extends else len(history_ids)
+        common = 0
+        while (
+            common < min(len(cached), len(history_ids) - 1)
+            and cached[common] == history_ids[common]
+        ):
+            common += 1
+        extends = common == len(cached)
         new_ids = greedy(model, history_ids, tokenizer.eos_token_id, max_new_tokens)
         stops_on_eos = len(new_ids) < max_new_tokens
         cached = history_ids + (
@@ -265,7 +268,7 @@ def chat(
             {
                 "user": turn,
                 "answer": answer,
-                "fed": fed,
+                "fed": len(history_ids) - common,
                 "extends_cache": extends,
                 "new_tokens": len(new_ids),
                 "stops_on_eos": stops_on_eos,

@@ -16,10 +16,10 @@ import openvino as ov
 import pytest
 
 from conftest import (
+    FAMILIES,
     REPO,
     TINY_IR,
     check_bad_input,
-    ir_copy_with_eos,
     last_stats,
     run_sample,
     tiny_llama_cases,
@@ -124,8 +124,8 @@ def test_max_new_tokens_cuts_inside_accepted_guesses():
 
 
 BAD_INPUTS = {
-    "other EOS": (
-        lambda tmp_path: [ir_copy_with_eos(IR, tmp_path / "draft", 5), IR, "hello"],
+    "other vocabulary": (
+        lambda tmp_path: [FAMILIES / "qwen2" / "ir", IR, "hello"],
         "tokenizers",
     ),
     "missing draft": (

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import (
+    FAMILIES,
+    FAMILY_NAMES,
     TINY_LCM,
     TINY_LLAMA,
     TINY_SD,
@@ -16,7 +18,11 @@ from conftest import (
     chat_cases,
     check_against_reference,
     check_chat,
+    check_family_beam,
+    check_family_chat,
+    check_family_greedy,
     check_image_case,
+    family_expected,
     generate_image,
     hypotheses,
     image_cases,
@@ -473,3 +479,50 @@ def test_rebuilt_tiny_lcm_matches_diffusers(name, rebuilt_tiny_lcm, tmp_path):
     )
     case = image_cases(rebuilt_tiny_lcm)[name]
     check_image_case("lcm.py", case, expected, tmp_path, rebuilt_tiny_lcm / "ir")
+
+
+@pytest.fixture(scope="module")
+def rebuilt_families(tmp_path_factory):
+    """scripts/tiny_families.py run afresh: every family's model, IR and transformers'
+    outputs, today."""
+    return rebuild("tiny_families.py", tmp_path_factory.mktemp("families"))
+
+
+def test_committed_families_are_what_the_script_builds(rebuilt_families):
+    """The fast tier's committed family IRs and expected outputs equal a fresh build
+    (the XML files differ only in generated node names, so the weights are compared),
+    but the chats of a template that writes today's date."""
+    for family in FAMILY_NAMES:
+        new = family_expected(rebuilt_families / family)
+        old = family_expected(FAMILIES / family)
+        assert new["prompts"] == old["prompts"], family
+        for new_case, old_case in zip(new["beam"], old["beam"], strict=True):
+            pairs = zip(new_case["hypotheses"], old_case["hypotheses"], strict=True)
+            for new_hypothesis, old_hypothesis in pairs:
+                # Within 1e-5: torch's float32 sums differ in the last bits by CPU.
+                new_score = new_hypothesis.pop("score")
+                assert new_score == pytest.approx(old_hypothesis.pop("score"), rel=1e-5)
+                assert new_hypothesis == old_hypothesis
+        assert [c for c in new["chats"] if not c["dated"]] == [
+            c for c in old["chats"] if not c["dated"]
+        ], family
+        for name in ("openvino_model.bin", "openvino_tokenizer.bin"):
+            assert (rebuilt_families / family / "ir" / name).read_bytes() == (
+                FAMILIES / family / "ir" / name
+            ).read_bytes(), (family, name)
+
+
+def test_rebuilt_dated_chat_matches_transformers_today(rebuilt_families):
+    """Llama 3's template dates its system header with strftime_now: transformers'
+    apply_chat_template + greedy per turn, recomputed today."""
+    chats = family_expected(rebuilt_families / "llama3")["chats"]
+    assert chats and all(conversation["dated"] for conversation in chats)
+    for conversation in chats:
+        check_family_chat(rebuilt_families / "llama3", conversation)
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_rebuilt_families_match_transformers(family, rebuilt_families, tmp_path):
+    """greedy.py and beam_search.py on the fresh build, against its fresh outputs."""
+    check_family_greedy("greedy.py", rebuilt_families / family, tmp_path)
+    check_family_beam(rebuilt_families / family)

@@ -189,6 +189,7 @@ def test_shared_blocks_are_shared():
     assert sorted(users["compile_llm"]) == sorted(set(llm_samples) - {"throughput.py"})
     assert len(users["stream"]) >= 6
     assert sorted(users["trim_cache"]) == [
+        "chat.py",
         "prompt_lookup.py",
         "speculative_decoding.py",
     ]
