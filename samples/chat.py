@@ -92,9 +92,7 @@ def read_llm_folder(core: ov.Core, parser, model_dir: Path) -> LLMFolder:
         parser.error(f"cannot read {model_dir}: {last_line(error)}")
     input_names = {name for port in model.inputs for name in port.names}
     for name in sorted(LLM_INPUTS - input_names):
-        parser.error(
-            f"{model_dir} holds no stateful LLM (no {name} input): {EXPORT_HINT}"
-        )
+        parser.error(f"{model_dir} holds no stateful LLM (no {name}): {EXPORT_HINT}")
     # generation_config.json lists every token that ends an answer (Llama 3: two,
     # Phi-3: three); the tokenizer's rt_info knows one. A GGUF folder has no such file.
     generation_config = read_json(parser, model_dir / "generation_config.json")
@@ -106,7 +104,7 @@ def read_llm_folder(core: ov.Core, parser, model_dir: Path) -> LLMFolder:
         stop_token_ids = [*stop_token_ids, rt_info["eos_token_id"].astype(int)]
     if not stop_token_ids:
         parser.error(
-            f"{model_dir}: no eos_token_id in the tokenizer or generation config"
+            f"{model_dir}: no eos_token_id in its tokenizer or generation config"
         )
     # A GGUF-converted folder has no config.json: its context length is not known.
     config = read_json(parser, model_dir / "config.json")

