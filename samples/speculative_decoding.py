@@ -238,7 +238,7 @@ def trim_cache(request: ov.InferRequest, length: int) -> None:
 
 
 def verify(
-    request: ov.InferRequest, tokens: list, guesses: list, penalty: float
+    request: ov.InferRequest, tokens: list[int], guesses: list[int], penalty: float
 ) -> int:
     """Check guesses of what follows `tokens` in one inference; return how many hold.
 
