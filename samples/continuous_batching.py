@@ -251,9 +251,11 @@ def generate_in_batches(
     stop_token_ids: set[int],
     penalty: float,
     block_table: np.ndarray,
-) -> list[list[int]]:
-    """Greedy answers to every prompt; block_table[place] lists its cache blocks."""
+) -> tuple[list[list[int]], int]:
+    """Greedy answers to every prompt, and the inferences that made them;
+    block_table[place] lists each place's cache blocks."""
     answers = [[] for _ in prompts]
+    inferences = 0
     waiting = iter(range(len(prompts)))  # the prompts not started yet
     running = {}  # place: SequenceInFlight
     while True:
@@ -267,7 +269,7 @@ def generate_in_batches(
                     prompt_index, prompts[prompt_index], 0
                 )
         if not running:
-            return answers
+            return answers, inferences
 
         sequences = list(running.values())
         # The sequences' new tokens lie one after another along axis 0.
@@ -295,6 +297,7 @@ def generate_in_batches(
                 "last_positions": begins[1:] - 1,  # each sequence's last token
             }
         )
+        inferences += 1
         logits = request.get_tensor("logits").data[:, -1]  # (sequences, vocab)
 
         for row, place in enumerate(list(running)):
@@ -358,7 +361,7 @@ def main() -> None:
     allocate_cache_blocks(compiled, request, block_table.size)
 
     start = time.perf_counter()
-    answers = generate_in_batches(
+    answers, inferences = generate_in_batches(
         request,
         prompt_ids,
         args.max_new_tokens,
@@ -369,8 +372,8 @@ def main() -> None:
     seconds = time.perf_counter() - start
     tokens = sum(len(answer) for answer in answers)
     print(
-        f"{len(prompts)} prompts, {tokens} new tokens in {seconds:.1f} s: "
-        f"{tokens / seconds:.1f} tokens/s",
+        f"{len(prompts)} prompts, {tokens} new tokens in {seconds:.1f} s, "
+        f"{inferences} inferences: {tokens / seconds:.1f} tokens/s",
         file=sys.stderr,
     )
     for answer in answers:  # one line per prompt, in the prompts' order

@@ -235,9 +235,12 @@ def generate_with_requests(
     max_new_tokens: int,
     stop_token_ids: set[int],
     penalty: float,
-) -> list[list[int]]:
-    """Greedy answers to every prompt, the requests kept busy while prompts remain."""
+) -> tuple[list[list[int]], int]:
+    """Greedy answers to every prompt, the requests kept busy while prompts remain;
+    and the most requests that were computing at once."""
     answers = [[] for _ in prompts]
+    in_flight = 0  # requests started whose end has not been taken from the queue
+    most_in_flight = 0
     working_on = [None] * len(requests)  # the prompt index each request answers
     waiting = iter(range(len(prompts)))  # the prompts no request has taken yet
     answered = 0
@@ -251,6 +254,7 @@ def generate_with_requests(
         request = requests[index]
         prompt_index = working_on[index]
         if prompt_index is not None:
+            in_flight -= 1
             answer = answers[prompt_index]
             logits = request.get_tensor("logits").data[0, -1]
             seen = prompts[prompt_index] + answer
@@ -260,6 +264,7 @@ def generate_with_requests(
             if token not in stop_token_ids and len(answer) < max_new_tokens:
                 cached = len(prompts[prompt_index]) + len(answer) - 1
                 request.start_async(llm_inputs([token], cached))
+                in_flight += 1
                 continue
             answered += 1
         # The request is free: it takes the next prompt, with an empty KV cache.
@@ -267,7 +272,9 @@ def generate_with_requests(
         if working_on[index] is not None:
             request.reset_state()
             request.start_async(llm_inputs(prompts[working_on[index]], 0))
-    return answers
+            in_flight += 1
+            most_in_flight = max(most_in_flight, in_flight)
+    return answers, most_in_flight
 
 
 def main() -> None:
@@ -310,14 +317,15 @@ def main() -> None:
     for count in counts:
         requests = [compiled.create_infer_request() for _ in range(count)]
         start = time.perf_counter()
-        answers = generate_with_requests(
+        answers, most_in_flight = generate_with_requests(
             requests, prompt_ids, args.max_new_tokens, llm.stop_token_ids, penalty
         )
         seconds = time.perf_counter() - start
         tokens = sum(len(answer) for answer in answers)
         print(
             f"{len(prompts)} prompts, {tokens} new tokens in {seconds:.2f} s "
-            f"with {count} requests: {tokens / seconds:.1f} tokens/s",
+            f"with {count} requests, {most_in_flight} in flight at most: "
+            f"{tokens / seconds:.1f} tokens/s",
             file=sys.stderr,
         )
     for answer in answers:  # one line per prompt, in the prompts' order

@@ -63,6 +63,18 @@ def test_answers_are_transformers_greedy_texts_in_prompt_order(places, tmp_path)
     stats = last_stats(run.stderr)
     assert stats["prompts"] == len(cases)
     assert stats["new_tokens"] == sum(len(case["new_ids"]) for case in cases)
+    assert stats["inferences"] == inferences_for(cases, places)
+
+
+def inferences_for(cases: list[dict], places: int) -> int:
+    """The inferences continuous batching needs, from the answers' lengths alone: a
+    sequence holds its place for one inference per new token, plus the one that gives
+    its EOS; a freed place takes the next prompt at the next inference."""
+    free_at = [0] * places  # the inference after which each place is free
+    for case in cases:
+        place = free_at.index(min(free_at))
+        free_at[place] += len(case["new_ids"]) + case["stops_on_eos"]
+    return max(free_at)
 
 
 def test_answers_ending_on_eos_free_their_places_for_the_next_prompts(tmp_path):

@@ -53,6 +53,9 @@ def test_answers_are_transformers_greedy_texts_in_prompt_order(requests, tmp_pat
     assert stats["prompts"] == len(cases)
     assert stats["new_tokens"] == sum(len(case["new_ids"]) for case in cases)
     assert stats["requests"] == requests
+    # Measured by the sample from the requests' ends, not read from the argument: with
+    # more prompts than requests, every request computes at once.
+    assert stats["in_flight"] == requests
 
 
 def test_compare_runs_once_more_with_one_request(tmp_path):
