@@ -76,7 +76,7 @@ def run_sample(
     return Run(process)
 
 
-def check_ctrl_c(name: str, *args, started) -> None:
+def check_ctrl_c(name: str, *args, started, stdin: bytes = b"") -> None:
     """SIGINT to samples/NAME once started(process) is true (it may block until then):
     exit code 130, no traceback."""
     command = [sys.executable, str(REPO / "samples" / name), *map(str, args)]
@@ -86,10 +86,16 @@ def check_ctrl_c(name: str, *args, started) -> None:
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=sample_env()
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=sample_env(),
         )
     finally:
         signal.signal(signal.SIGINT, previous)
+    process.stdin.write(stdin)
+    process.stdin.flush()
     assert started(process)
     os.kill(process.pid, signal.SIGINT)
     _, stderr = process.communicate(timeout=60)

@@ -8,7 +8,6 @@ the others' next tokens. Reference tier (marked): the real default model against
 greedy.py.
 """
 
-import time
 from collections import Counter
 
 import numpy as np
@@ -20,7 +19,6 @@ from conftest import (
     REAL_BATCH_PROMPTS,
     TINY_IR,
     check_bad_input,
-    check_ctrl_c,
     ir_copy_with_eos,
     last_stats,
     run_sample,
@@ -166,25 +164,3 @@ def test_real_model_answers_are_greedy_texts(
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout.split("\n")[:-1] == greedy_texts
-
-
-def test_ctrl_c_exits_130_without_traceback(tmp_path):
-    def generating(
-        process,
-    ) -> bool:  # the answers come out only at the end: give it time to load and start
-        time.sleep(5)
-        return process.poll() is None
-
-    # Each answer is cut at the tiny model's context (2048 tokens): 200 prompts keep it
-    # generating for minutes, long after the 5 seconds.
-    prompts = tmp_path / "prompts.txt"
-    prompts.write_text("The capital of France is\n" * 200, encoding="utf-8")
-    check_ctrl_c(
-        "continuous_batching.py",
-        IR,
-        "--prompts",
-        prompts,
-        "--max-new-tokens",
-        100000,
-        started=generating,
-    )

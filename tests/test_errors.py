@@ -9,6 +9,7 @@ from conftest import (
     TINY_LCM,
     TINY_SD,
     check_bad_input,
+    check_ctrl_c,
     copy_with_truncated,
     copy_without,
     llm_folder,
@@ -85,4 +86,55 @@ def test_image_sample_on_unknown_device_gives_one_line(name, tmp_path):
     output = tmp_path / "out.png"
     run = run_sample(name, IMAGE_SAMPLES[name], "--device", "TPU", "--output", output)
     check_bad_input(run, "--device TPU")
+    assert not output.exists()
+
+
+def says_on_stderr(sign: bytes):
+    """started() for check_ctrl_c: true once a stderr line holds SIGN (false if the
+    process ends first)."""
+
+    def started(process) -> bool:
+        for line in process.stderr:
+            if sign in line:
+                return True
+        return False
+
+    return started
+
+
+# Each sample, run long, and the stderr line it prints just before generating: an
+# LLM sample says that the tiny model's context (2048) cuts --max-new-tokens.
+LONG_RUNS = {
+    "greedy.py": [TINY_IR, "The capital of France is"],
+    "paged_attention.py": [TINY_IR, "The capital of France is"],
+    "beam_search.py": [TINY_IR, "The capital of France is"],
+    "multinomial.py": [TINY_IR, "The capital of France is"],
+    "prompt_lookup.py": [TINY_IR, "The capital of France is"],
+    "speculative_decoding.py": [TINY_IR, TINY_IR, "The capital of France is"],
+    "throughput.py": [TINY_IR],
+    "continuous_batching.py": [TINY_IR],
+    "chat.py": [TINY_IR],
+}
+
+
+@pytest.mark.parametrize("name", LONG_RUNS)
+def test_ctrl_c_while_generating_exits_130_without_traceback(name):
+    check_ctrl_c(
+        name,
+        *LONG_RUNS[name],
+        "--max-new-tokens",
+        100000,
+        started=says_on_stderr(b"the context leaves room for"),
+        stdin=b"The capital of France is\n",
+    )
+
+
+@pytest.mark.parametrize("name", IMAGE_SAMPLES)
+def test_ctrl_c_while_denoising_exits_130_without_traceback(name, tmp_path):
+    output = tmp_path / "out.png"
+    # LCM takes at most the 50 steps it was distilled for: a larger image lasts.
+    args = ["--steps", 100000, "--width", 64, "--height", 64, "--output", output]
+    if name == "lcm.py":
+        args = ["--steps", 50, "--width", 512, "--height", 512, "--output", output]
+    check_ctrl_c(name, IMAGE_SAMPLES[name], *args, started=says_on_stderr(b"step 1/"))
     assert not output.exists()

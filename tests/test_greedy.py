@@ -17,7 +17,6 @@ from conftest import (
     TINY_IR,
     check_against_reference,
     check_bad_input,
-    check_ctrl_c,
     last_stats,
     run_sample,
     tiny_llama_cases,
@@ -125,16 +124,3 @@ BAD_ARGUMENTS = {
 def test_bad_arguments_give_one_line_and_exit_code_2(name):
     args, says = BAD_ARGUMENTS[name]
     check_bad_input(run_sample("greedy.py", IR, *args), says)
-
-
-def test_ctrl_c_exits_130_without_traceback():
-    """SIGINT while generating ends the process with 130 and no traceback."""
-    check_ctrl_c(
-        "greedy.py",
-        IR,
-        "Once upon a time",
-        "--max-new-tokens",
-        1000000,
-        "--f32",
-        started=lambda process: process.stdout.read(1),
-    )  # generation has started

@@ -11,7 +11,6 @@ import pytest
 from conftest import (
     TINY_IR,
     check_against_reference,
-    check_ctrl_c,
     last_stats,
     run_sample,
     tiny_llama_cases,
@@ -61,15 +60,3 @@ def test_default_precision_equals_greedy_py():
             last_stats(paged.stderr)["new_tokens"]
             == last_stats(stateful.stderr)["new_tokens"]
         )
-
-
-def test_ctrl_c_exits_130_without_traceback():
-    check_ctrl_c(
-        "paged_attention.py",
-        IR,
-        "Once upon a time",
-        "--max-new-tokens",
-        100000,
-        "--f32",
-        started=lambda process: process.stdout.read(1),
-    )  # generation has started

@@ -15,7 +15,6 @@ import pytest
 from conftest import (
     TINY_SD,
     check_bad_input,
-    check_ctrl_c,
     check_image_case,
     generate_image,
     image_cases,
@@ -110,24 +109,6 @@ def test_bad_arguments_give_one_line_and_exit_code_2(name, tmp_path):
         "stable_diffusion.py", TINY_SD / "ir", "a cat", "--output", output, *args
     )
     check_bad_input(run, says)
-
-
-def test_ctrl_c_exits_130_without_traceback(tmp_path):
-    """SIGINT while denoising ends the process with 130 and no traceback."""
-    check_ctrl_c(
-        "stable_diffusion.py",
-        TINY_SD / "ir",
-        "--steps",
-        100000,
-        "--width",
-        64,
-        "--height",
-        64,
-        "--output",
-        tmp_path / "out.png",
-        started=lambda process: process.stderr.readline().startswith(b"step 1/"),
-    )
-    assert not (tmp_path / "out.png").exists()
 
 
 def test_long_prompts_are_cut_as_transformers_cuts_them(tmp_path):
