@@ -45,18 +45,13 @@ def test_the_cases_span_several_cache_blocks():
     )
 
 
-def test_default_precision_equals_greedy_py():
-    """Without --f32 the tiny model's cache is f16 in both samples; the two attention
-    kernels agree on it."""
-    for case in CASES[:3]:
-        args = (IR, case["prompt"], "--max-new-tokens", 12)
-        paged, stateful = (
-            run_sample("paged_attention.py", *args),
-            run_sample("greedy.py", *args),
-        )
-        assert paged.returncode == 0, paged.stderr
-        assert paged.stdout == stateful.stdout
-        assert (
-            last_stats(paged.stderr)["new_tokens"]
-            == last_stats(stateful.stderr)["new_tokens"]
-        )
+def test_default_precision_runs():
+    """Without --f32 the CPU may compute in bf16 with an f16 cache: the text may differ
+    from the references (and from the stateful kernel's, by CPU), the run must finish.
+    Exactness is checked at --f32 above, and at default precision against
+    openvino_genai's own paged attention in the reference tier."""
+    run = run_sample(
+        "paged_attention.py", IR, CASES[0]["prompt"], "--max-new-tokens", 8
+    )
+    assert run.returncode == 0, run.stderr
+    assert last_stats(run.stderr)["new_tokens"] == 8
