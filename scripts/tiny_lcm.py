@@ -61,6 +61,13 @@ CASES = {
         "width": 96,
         "height": 64,
     },
+    # The UNet's output read as v (scheduler_config.json's prediction_type).
+    "v-prediction": {
+        "prompt": "a photo of a cat",
+        "steps": 4,
+        "guidance": 8.0,
+        "scheduler": {"prediction_type": "v_prediction"},
+    },
 }
 
 
@@ -79,6 +86,9 @@ def expected_image(pipeline: LatentConsistencyModelPipeline, case: dict) -> np.n
     original, diffusers.schedulers.scheduling_lcm.randn_tensor = (
         diffusers.schedulers.scheduling_lcm.randn_tensor,
         sample_noise,
+    )
+    pipeline.scheduler = LCMScheduler.from_config(
+        {**SCHEDULER, **case.get("scheduler", {})}
     )
     try:
         image = pipeline(
