@@ -465,3 +465,23 @@ def check_family_chat(folder: Path, conversation: dict) -> None:
         f"{answer['fed']} tokens fed, {len(answer['new_ids'])} new tokens"
         for answer in answers
     ]
+
+
+def genai_greedy_texts(model: Path, prompts: list[str], max_new_tokens: int) -> list:
+    """openvino_genai's greedy answers on the same IR, run as the samples run it
+    (stateful SDPA, f32, no chat template): the reference tier's oracle for the real
+    model, whose GGUF-converted weights transformers cannot load as they are."""
+    import openvino_genai
+
+    pipe = openvino_genai.LLMPipeline(
+        str(model),
+        "CPU",
+        ATTENTION_BACKEND="SDPA",
+        INFERENCE_PRECISION_HINT="f32",
+        KV_CACHE_PRECISION="f32",
+        DYNAMIC_QUANTIZATION_GROUP_SIZE="0",
+    )
+    config = openvino_genai.GenerationConfig(
+        max_new_tokens=max_new_tokens, apply_chat_template=False, do_sample=False
+    )
+    return [str(pipe.generate(prompt, config)) for prompt in prompts]

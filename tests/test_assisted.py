@@ -3,7 +3,7 @@ decoding's text exactly.
 
 Fast tier: the committed tiny fixture, whose transformers greedy texts are in
 expected.json. Reference tier (marked): the real pair, the default u4 model drafting for
-an fp32 conversion of the same GGUF, against greedy.py.
+an fp32 conversion of the same GGUF, against openvino_genai on the same IRs.
 """
 
 import shutil
@@ -20,6 +20,8 @@ from conftest import (
     REPO,
     TINY_IR,
     check_bad_input,
+    detokenize,
+    genai_greedy_texts,
     last_stats,
     run_sample,
     tiny_llama_cases,
@@ -120,7 +122,7 @@ def test_max_new_tokens_cuts_inside_accepted_guesses():
             "--f32",
         )
         assert stats(run)["new_tokens"] == tokens
-        assert run.stdout == greedy_text(IR, case["prompt"], tokens)
+        assert run.stdout == detokenize(IR, case["new_ids"][:tokens]) + "\n"
 
 
 BAD_INPUTS = {
@@ -207,22 +209,15 @@ def fp32_model(default_model) -> Path:
     return FP32_MODEL
 
 
-def greedy_text(model: Path, prompt: str, max_new_tokens: int) -> str:
-    run = run_sample(
-        "greedy.py", model, prompt, "--max-new-tokens", max_new_tokens, "--f32"
-    )
-    assert run.returncode == 0, run.stderr
-    return run.stdout
-
-
 @pytest.mark.reference
 def test_real_speculative_pair_gives_the_main_models_greedy_text(
     default_model, fp32_model
 ):
-    """Known-good source: greedy.py on the fp32 main model. Draft: the default u4 model
-    (same GGUF, same tokenizer)."""
+    """Known-good source: openvino_genai's greedy generate on the fp32 main model.
+    Draft: the default u4 model (same GGUF, same tokenizer)."""
+    expected = genai_greedy_texts(fp32_model, list(REAL_PROMPTS.values()), 40)
     rates = {}
-    for name, prompt in REAL_PROMPTS.items():
+    for (name, prompt), text in zip(REAL_PROMPTS.items(), expected):
         run = run_sample(
             "speculative_decoding.py",
             default_model,
@@ -232,7 +227,7 @@ def test_real_speculative_pair_gives_the_main_models_greedy_text(
             40,
             "--f32",
         )
-        assert run.stdout == greedy_text(fp32_model, prompt, 40), name
+        assert run.stdout == text + "\n", name
         found = stats(run)
         rates[name] = found["accepted"] / found["proposed"]
     assert (
@@ -247,12 +242,12 @@ def test_real_speculative_pair_gives_the_main_models_greedy_text(
     "prompt", [CODE, LIST, SUMMARY, "Once upon a time, a little robot"]
 )
 def test_real_prompt_lookup_gives_greedy_text(prompt, default_model):
-    """Known-good source: greedy.py on the same model; where the answer copies the
-    prompt, fewer inferences."""
+    """Known-good source: openvino_genai's greedy generate on the same IR; where the
+    answer copies the prompt, fewer inferences."""
     run = run_sample(
         "prompt_lookup.py", default_model, prompt, "--max-new-tokens", 40, "--f32"
     )
-    assert run.stdout == greedy_text(default_model, prompt, 40)
+    assert run.stdout == genai_greedy_texts(default_model, [prompt], 40)[0] + "\n"
     found = stats(run)
     if prompt in (CODE, SUMMARY):
         assert found["inferences"] < found["new_tokens"]

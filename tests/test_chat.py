@@ -4,7 +4,7 @@ and pytest.
 Known-good source: transformers' apply_chat_template(add_generation_prompt=True) and
 greedy generate() on the whole history at each turn, recorded in
 tests/data/tiny-llama/expected_chat.json by scripts/tiny_llm.py (tests/test_reference.py
-recomputes it, and checks the real model against greedy.py on the templated history).
+recomputes it, and checks the real model against openvino_genai on the templated history).
 """
 
 import re

@@ -5,7 +5,7 @@ Fast tier: the committed tiny fixture against transformers' greedy texts
 (expected.json). With fewer places than prompts, places are reused (a new prompt
 overwrites a finished one's cache blocks) and inferences mix a new prompt's prefill with
 the others' next tokens. Reference tier (marked): the real default model against
-greedy.py.
+openvino_genai's greedy generate on the same IR.
 """
 
 from collections import Counter
@@ -19,6 +19,7 @@ from conftest import (
     REAL_BATCH_PROMPTS,
     TINY_IR,
     check_bad_input,
+    genai_greedy_texts,
     ir_copy_with_eos,
     last_stats,
     run_sample,
@@ -136,15 +137,10 @@ def test_a_prompts_file_without_prompts_is_bad_input(tmp_path):
 
 @pytest.fixture(scope="module")
 def greedy_texts(default_model) -> list[str]:
-    """Known-good source: greedy.py on each prompt (f32), newlines written as \\n."""
-    texts = []
-    for prompt in REAL_BATCH_PROMPTS:
-        greedy = run_sample(
-            "greedy.py", default_model, prompt, "--max-new-tokens", 30, "--f32"
-        )
-        assert greedy.returncode == 0, greedy.stderr
-        texts.append(greedy.stdout[:-1].replace("\n", "\\n"))
-    return texts
+    """Known-good source: openvino_genai's greedy generate on the same IR (f32), newlines
+    written as \\n."""
+    texts = genai_greedy_texts(default_model, REAL_BATCH_PROMPTS, 30)
+    return [text.replace("\n", "\\n") for text in texts]
 
 
 @pytest.mark.reference

@@ -26,7 +26,6 @@ from conftest import (
     generate_image,
     hypotheses,
     image_cases,
-    last_stats,
     read_cases,
     read_png,
     rebuild,
@@ -128,13 +127,15 @@ CHAT_TURNS = [
 ]
 
 
-def test_default_model_chat_equals_greedy_on_the_whole_history(default_model):
-    """Known-good source: greedy.py on the whole templated history each turn (rendered
-    with jinja2 as transformers renders it). The chat feeds only each turn's new tokens:
-    the history minus what the cache holds (the previous history and the answer's
-    tokens, all but the last when the answer stopped at --max-new-tokens)."""
+def test_default_model_chat_matches_openvino_genai_per_turn(default_model, genai_sdpa):
+    """Known-good source: openvino_genai's greedy generate on the whole templated history
+    each turn (rendered with jinja2 as transformers renders it). The chat feeds only
+    what its cache lacks: SmolLM2's template extends the previous history and answer, so
+    each turn's history minus the tokens fed before (all of the answer's but the last
+    when it stopped at --max-new-tokens)."""
     import jinja2.sandbox
     import openvino as ov
+    import openvino_genai
 
     max_new_tokens = 30
     chat = run_sample(
@@ -146,29 +147,25 @@ def test_default_model_chat_equals_greedy_on_the_whole_history(default_model):
         stdin="".join(turn + "\n" for turn in CHAT_TURNS),
     )
     assert chat.returncode == 0, chat.stderr
-    rt_info = (
-        ov.Core().read_model(default_model / "openvino_tokenizer.xml").get_rt_info()
-    )
+    core = ov.Core()
+    rt_info = core.read_model(default_model / "openvino_tokenizer.xml").get_rt_info()
+    tokenizer = core.compile_model(default_model / "openvino_tokenizer.xml", "CPU")
     template = jinja2.sandbox.ImmutableSandboxedEnvironment(
         trim_blocks=True, lstrip_blocks=True
     ).from_string(rt_info["chat_template"].astype(str))
+    config = openvino_genai.GenerationConfig(
+        max_new_tokens=max_new_tokens, apply_chat_template=False, do_sample=False
+    )
     messages, answers, fed, cached = [], [], [], 0
     for turn in CHAT_TURNS:
         messages.append({"role": "user", "content": turn})
         history = template.render(messages=messages, add_generation_prompt=True)
-        greedy = run_sample(
-            "greedy.py",
-            default_model,
-            history,
-            "--max-new-tokens",
-            max_new_tokens,
-            "--f32",
-        )
-        assert greedy.returncode == 0, greedy.stderr
-        stats = last_stats(greedy.stderr)
-        history_tokens = stats["prompt_tokens"]
-        new_tokens = stats["new_tokens"]
-        answers.append(greedy.stdout[:-1])
+        result = genai_sdpa.generate([history], config)
+        history_tokens = tokenizer([history])["input_ids"].shape[1]
+        # genai counts the EOS that ended an answer; the sample does not.
+        generated = result.perf_metrics.get_num_generated_tokens()
+        new_tokens = generated - (generated < max_new_tokens)
+        answers.append(result.texts[0])
         messages.append({"role": "assistant", "content": answers[-1]})
         fed.append(f"{history_tokens - cached} tokens fed, {new_tokens} new tokens")
         cached = history_tokens + new_tokens - (new_tokens == max_new_tokens)
