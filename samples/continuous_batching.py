@@ -335,8 +335,9 @@ def main() -> None:
     # Created after `import openvino_tokenizers`, so that it reads the tokenizers.
     core = ov.Core()
     llm = read_llm_folder(core, parser, args.model_dir)
+    config = read_json(parser, args.model_dir / "config.json")
     # OpenVINO's paged rewrite of MPT's attention gives wrong text (genai's too).
-    if read_json(parser, args.model_dir / "config.json").get("model_type") == "mpt":
+    if config.get("model_type") == "mpt":
         parser.error(f"{args.model_dir}: OpenVINO's paged attention gets MPT wrong")
     # Now input_ids is (tokens,) and logits (tokens, 1, vocab), for all sequences.
     paged_attention_transformation(llm.model)

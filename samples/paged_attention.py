@@ -282,13 +282,11 @@ def main() -> None:
     # Created after `import openvino_tokenizers`, so that it reads the tokenizers.
     core = ov.Core()
     llm = read_llm_folder(core, parser, Path(args.model_dir))
-    # Now input_ids is (tokens,) and logits (tokens, 1, vocab), for all sequences.
+    config = read_json(parser, Path(args.model_dir) / "config.json")
     # OpenVINO's paged rewrite of MPT's attention gives wrong text (genai's too).
-    if (
-        read_json(parser, Path(args.model_dir) / "config.json").get("model_type")
-        == "mpt"
-    ):
+    if config.get("model_type") == "mpt":
         parser.error(f"{args.model_dir}: OpenVINO's paged attention gets MPT wrong")
+    # Now input_ids is (tokens,) and logits (tokens, 1, vocab), for all sequences.
     paged_attention_transformation(llm.model)
     add_unused_position_ids(llm.model, [-1])  # (tokens,)
     keep_last_token_logits(llm.model)

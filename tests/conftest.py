@@ -24,6 +24,9 @@ sys.path.insert(0, str(REPO / "scripts"))  # the stats-line parser the scripts s
 
 from stats_line import last_stats, parse_stats  # noqa: F401
 
+# The samples the tests run: the repository's, or a copy with a planted bug
+# (scripts/mutation_check.py sets SAMPLES_DIR).
+SAMPLES_DIR = Path(os.environ.get("SAMPLES_DIR", REPO / "samples"))
 TINY_LLAMA = REPO / "tests" / "data" / "tiny-llama"
 TINY_IR = TINY_LLAMA / "ir"
 FAMILIES = REPO / "tests" / "data" / "families"  # scripts/tiny_families.py
@@ -60,7 +63,7 @@ def run_sample(
     *args,
     timeout: float = 300,
     stdin: str = "",
-    folder: Path = REPO / "samples",
+    folder: Path = SAMPLES_DIR,
 ) -> Run:
     """Run samples/NAME (or FOLDER/NAME) with ARGS in a fresh Python process, STDIN as
     its standard input."""
@@ -79,7 +82,7 @@ def run_sample(
 def check_ctrl_c(name: str, *args, started, stdin: bytes = b"") -> None:
     """SIGINT to samples/NAME once started(process) is true (it may block until then):
     exit code 130, no traceback."""
-    command = [sys.executable, str(REPO / "samples" / name), *map(str, args)]
+    command = [sys.executable, str(SAMPLES_DIR / name), *map(str, args)]
     # A shell's background job (CI under nohup, say) ignores SIGINT, and a child
     # inherits an ignored signal; a handled one is reset to the default on exec. So the
     # sample starts as it would in a terminal.

@@ -20,7 +20,7 @@ from conftest import (
     FAMILY_NAMES,
     GREEDY_SAMPLES,
     PAGED_SAMPLES,
-    REPO,
+    SAMPLES_DIR,
     check_bad_input,
     check_family_beam,
     check_family_chat,
@@ -116,7 +116,7 @@ def test_qwen_sampling_takes_the_models_defaults_and_penalty():
 
 def load_sample(name: str):
     """The sample file as a module (its main() does not run): for a look inside."""
-    spec = importlib.util.spec_from_file_location(name, REPO / "samples" / name)
+    spec = importlib.util.spec_from_file_location(name, SAMPLES_DIR / name)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -26,7 +26,7 @@ import openvino_tokenizers  # noqa: F401  lets the Core read the tokenizer IRs
 import pytest
 
 from conftest import (
-    REPO,
+    SAMPLES_DIR,
     TINY_IR,
     chat_cases,
     check_against_reference,
@@ -50,7 +50,7 @@ def checkout_with_tiny_default(name: str, tmp_path) -> Path:
     """A checkout holding samples/NAME (the file itself, copied) whose default model
     folder, models/SmolLM2-135M-Instruct, is the tiny fixture."""
     (tmp_path / "samples").mkdir()
-    shutil.copy(REPO / "samples" / name, tmp_path / "samples" / name)
+    shutil.copy(SAMPLES_DIR / name, tmp_path / "samples" / name)
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "SmolLM2-135M-Instruct").symlink_to(TINY_IR)
     return tmp_path / "samples"
@@ -202,7 +202,7 @@ def test_chat_in_a_terminal_asks_for_each_turn_on_stderr():
     conversation = chat_cases()[0]
     first = conversation["answers"][0]
     terminal, user_side = pty.openpty()
-    command = [sys.executable, str(REPO / "samples" / "chat.py"), TINY_IR]
+    command = [sys.executable, str(SAMPLES_DIR / "chat.py"), TINY_IR]
     command += ["--max-new-tokens", conversation["max_new_tokens"], "--f32"]
     process = subprocess.Popen(
         [str(arg) for arg in command],

@@ -1,0 +1,321 @@
+#!/usr/bin/env python3
+"""Plant small bugs in a copy of samples/, one at a time, and see which test catches each.
+
+Each bug breaks one promised behaviour. For each, the script copies samples/ into a
+temporary checkout (models/ linked, so defaults resolve), plants the bug, runs the
+tests that should catch it with SAMPLES_DIR pointing at the copy (tests/conftest.py
+runs the samples from there): the fast tier first, then, if the fast tier misses it,
+the reference tier. It prints a Markdown table: bug, the tier and test that caught it
+(or "not caught"), seconds. The repository's own samples are never touched.
+Needs tests/requirements.txt for the reference tier. Takes about half an hour.
+Example: python scripts/mutation_check.py --only beam
+"""
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class Bug(NamedTuple):
+    name: str  # what breaks
+    sample: str  # the file it is planted in
+    old: str  # text of the sample, found exactly once
+    new: str  # what replaces it
+    tests: list[str]  # pytest paths or node ids that should catch it
+
+
+BUGS = [
+    Bug(
+        "stops only on the tokenizer's EOS, not generation_config's",
+        "greedy.py",
+        'stop_token_ids = generation_config.get("eos_token_id", [])',
+        "stop_token_ids = []",
+        ["tests/test_families.py"],
+    ),
+    Bug(
+        "repetition penalty ignored",
+        "greedy.py",
+        "    if penalty == 1.0:\n        return logits",
+        "    if True:\n        return logits",
+        ["tests/test_families.py"],
+    ),
+    Bug(
+        "ALiBi models get no position_ids input",
+        "greedy.py",
+        '    if "position_ids" in input_names:\n        return',
+        "    return",
+        ["tests/test_families.py"],
+    ),
+    Bug(
+        "LM-head slice stops at Gemma 2's softcapping",
+        "greedy.py",
+        '("Divide", "Tanh", "Multiply", "Add", "Convert")',
+        "()",
+        ["tests/test_families.py"],
+    ),
+    Bug(
+        "a prompt that fills the context is not refused",
+        "greedy.py",
+        "    if room < 1:",
+        "    if room < -(10**9):",
+        ["tests/test_first_use.py"],
+    ),
+    Bug(
+        "a lone prompt is taken as MODEL_DIR",
+        "greedy.py",
+        "    if args.prompt is None and is_prompt(args.model_dir):",
+        "    if False:",
+        ["tests/test_first_use.py"],
+    ),
+    Bug(
+        "streaming prints a cut UTF-8 character",
+        "greedy.py",
+        '    if text.endswith("\\ufffd"):\n        return printed',
+        '    if text.endswith("never"):\n        return printed',
+        ["tests/test_greedy.py"],
+    ),
+    Bug(
+        "Ctrl-C ends with a traceback",
+        "throughput.py",
+        "    try:\n        main()\n    except KeyboardInterrupt:\n        sys.exit(130)",
+        "    main()\n    if False:\n        sys.exit(130)",
+        [
+            "tests/test_errors.py::test_ctrl_c_while_generating_exits_130_without_traceback"
+        ],
+    ),
+    Bug(
+        "a broken config.json ends with a traceback",
+        "multinomial.py",
+        '    except ValueError as error:\n        parser.error(f"cannot read {path}: {error}")',
+        '    except KeyError as error:\n        parser.error(f"cannot read {path}: {error}")',
+        ["tests/test_errors.py"],
+    ),
+    Bug(
+        "chat template without the special tokens' strings",
+        "chat.py",
+        "messages=messages, add_generation_prompt=True, **special_tokens",
+        "messages=messages, add_generation_prompt=True",
+        ["tests/test_families.py"],
+    ),
+    Bug(
+        "chat keeps the tokenizer's added BOS (two BOS)",
+        "chat.py",
+        "        if history_ids[: len(added_ids)] == added_ids:",
+        "        if False:",
+        ["tests/test_families.py"],
+    ),
+    Bug(
+        "chat re-runs the whole history every turn",
+        "chat.py",
+        "        common = shared_prefix(cached, history_ids)",
+        "        common = 0",
+        ["tests/test_chat.py", "tests/test_families.py"],
+    ),
+    Bug(
+        "chat in a terminal shows no prompt",
+        "chat.py",
+        "    interactive = sys.stdin.isatty()",
+        "    interactive = False",
+        ["tests/test_first_use.py"],
+    ),
+    Bug(
+        "beam search: length penalty ignored",
+        "beam_search.py",
+        "normalized = score / length**args.length_penalty",
+        "normalized = score / length",
+        ["tests/test_beam_search.py"],
+    ),
+    Bug(
+        "beam search: no-repeat n-grams not banned",
+        "beam_search.py",
+        "    if n == 0:\n        return []",
+        "    if True:\n        return []",
+        ["tests/test_beam_search.py"],
+    ),
+    Bug(
+        "diverse beam search: diversity penalty's sign flipped",
+        "beam_search.py",
+        "    scores -= args.diversity_penalty * picked",
+        "    scores += args.diversity_penalty * picked",
+        ["tests/test_beam_search.py", "tests/test_reference.py"],
+    ),
+    Bug(
+        "diverse beam search: picks never counted",
+        "beam_search.py",
+        "    np.add.at(picked, [beam.tokens[-1] for beam in running], 1)",
+        "    np.add.at(picked, [], 1)",
+        ["tests/test_beam_search.py", "tests/test_reference.py"],
+    ),
+    Bug(
+        "sampling ignores --temperature",
+        "multinomial.py",
+        "scores = logits.astype(np.float64) / args.temperature",
+        "scores = logits.astype(np.float64)",
+        ["tests/test_multinomial.py", "tests/test_reference.py"],
+    ),
+    Bug(
+        "top-p drops the token that crosses p",
+        "multinomial.py",
+        "    before = np.cumsum(probs) - probs",
+        "    before = np.cumsum(probs)",
+        ["tests/test_multinomial.py", "tests/test_reference.py"],
+    ),
+    Bug(
+        "prompt lookup trims its cache one token short",
+        "prompt_lookup.py",
+        "    trim_cache(request, len(tokens) - 1)",
+        "    trim_cache(request, len(tokens))",
+        ["tests/test_assisted.py"],
+    ),
+    Bug(
+        "prompt lookup takes the earliest n-gram, not the latest",
+        "prompt_lookup.py",
+        "        for start in range(len(tokens) - n - 1, -1, -1):",
+        "        for start in range(0, len(tokens) - n):",
+        ["tests/test_assisted.py"],
+    ),
+    Bug(
+        "prompt lookup never guesses",
+        "prompt_lookup.py",
+        "def guess(tokens: list[int]) -> list[int]:\n",
+        "def guess(tokens: list[int]) -> list[int]:\n    return []\n",
+        ["tests/test_assisted.py"],
+    ),
+    Bug(
+        "speculative decoding: the draft's cache is not trimmed",
+        "speculative_decoding.py",
+        "        trim_cache(draft_request, draft_cached)",
+        "        draft_cached = draft_cached",
+        ["tests/test_assisted.py"],
+    ),
+    Bug(
+        "speculative decoding: a fixed draft size",
+        "speculative_decoding.py",
+        "            draft_size = min(draft_size + 2, MAX_DRAFT)",
+        "            draft_size = draft_size",
+        ["tests/test_assisted.py"],
+    ),
+    Bug(
+        "throughput.py makes one request whatever --requests says",
+        "throughput.py",
+        "requests = [compiled.create_infer_request() for _ in range(count)]",
+        "requests = [compiled.create_infer_request() for _ in range(1)]",
+        ["tests/test_throughput.py"],
+    ),
+    Bug(
+        "continuous batching ignores --max-sequences",
+        "continuous_batching.py",
+        "    places = min(args.max_sequences, len(prompts))",
+        "    places = len(prompts)",
+        ["tests/test_continuous_batching.py"],
+    ),
+    Bug(
+        "paged samples run MPT (wrong text) without a word",
+        "paged_attention.py",
+        '    if config.get("model_type") == "mpt":',
+        '    if config.get("model_type") == "none":',
+        ["tests/test_families.py"],
+    ),
+    Bug(
+        "paged attention feeds a wrong past length",
+        "paged_attention.py",
+        '"past_lens": np.array([cached], dtype=np.int32),',
+        '"past_lens": np.array([max(cached - 1, 0)], dtype=np.int32),',
+        ["tests/test_paged_attention.py"],
+    ),
+    Bug(
+        "Euler step with the wrong sigma difference",
+        "stable_diffusion.py",
+        "dt = sigmas[i + 1] - sigma",
+        "dt = sigma - sigmas[i + 1]",
+        ["tests/test_stable_diffusion.py"],
+    ),
+    Bug(
+        "LCM v-prediction with the wrong sign",
+        "lcm.py",
+        "np.sqrt(alpha) * latents - np.sqrt(beta) * output",
+        "np.sqrt(alpha) * latents + np.sqrt(beta) * output",
+        ["tests/test_lcm.py"],
+    ),
+]
+
+
+def plant(bug: Bug, checkout: Path) -> None:
+    """A fresh copy of samples/ in CHECKOUT with BUG planted."""
+    shutil.rmtree(checkout / "samples", ignore_errors=True)
+    shutil.copytree(REPO / "samples", checkout / "samples")
+    path = checkout / "samples" / bug.sample
+    text = path.read_text()
+    found = text.count(bug.old)
+    if found != 1:
+        raise SystemExit(f"{bug.name}: the text to replace is found {found} times")
+    path.write_text(text.replace(bug.old, bug.new))
+
+
+def first_failure(output: str) -> str:
+    """The first test pytest reports as failed, or "" when all passed."""
+    for line in output.splitlines():
+        found = re.match(r"FAILED (\S+)", line)
+        if found:
+            return found.group(1)
+    return ""
+
+
+def catch(bug: Bug, checkout: Path, marker: str) -> str:
+    """Run the bug's tests of one tier against the copy: the first that fails."""
+    env = {**os.environ, "SAMPLES_DIR": str(checkout / "samples")}
+    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"]
+    command += ["-m", marker, *bug.tests]
+    run = subprocess.run(
+        command, cwd=REPO, env=env, capture_output=True, text=True, check=False
+    )
+    return first_failure(run.stdout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--only", help="run the bugs whose name contains this text")
+    parser.add_argument(
+        "--fast-only", action="store_true", help="skip the reference tier"
+    )
+    args = parser.parse_args()
+    bugs = [bug for bug in BUGS if not args.only or args.only in bug.name]
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        checkout = Path(folder)
+        (checkout / "models").symlink_to(REPO / "models")
+        for bug in bugs:
+            start = time.perf_counter()
+            plant(bug, checkout)
+            tier = "fast"
+            failed = catch(bug, checkout, "not reference")
+            if not failed and not args.fast_only:
+                tier = "reference"
+                failed = catch(bug, checkout, "reference")
+            if not failed:
+                tier = "not caught"
+            seconds = time.perf_counter() - start
+            rows.append((bug, tier, failed, seconds))
+            print(f"{tier:>10}  {seconds:5.0f} s  {bug.name}", file=sys.stderr)
+    print("| bug | sample | caught by | test | seconds |")
+    print("|---|---|---|---|---|")
+    for bug, tier, failed, seconds in rows:
+        print(f"| {bug.name} | {bug.sample} | {tier} | `{failed}` | {seconds:.0f} |")
+    fast = sum(tier == "fast" for _, tier, _, _ in rows)
+    missed = sum(tier == "not caught" for _, tier, _, _ in rows)
+    print(f"\n{len(rows)} bugs: {fast} caught by the fast tier, {missed} not caught")
+
+
+if __name__ == "__main__":
+    main()
