@@ -251,3 +251,53 @@ def test_real_prompt_lookup_gives_greedy_text(prompt, default_model):
     found = stats(run)
     if prompt in (CODE, SUMMARY):
         assert found["inferences"] < found["new_tokens"]
+
+
+def test_draft_grows_by_two_while_every_guess_holds():
+    """The model drafting for itself: every guess holds, so the draft grows 2, 4, 6, 8
+    (its cap). Worked by hand for 24 new tokens: the prefill gives 1, then 2 + 1, 4 + 1,
+    6 + 1, and the 8 tokens left as 8 guesses (+ 1 cut off): 5 main inferences, 20
+    guesses, all accepted."""
+    case = CASES[0]
+    assert len(case["new_ids"]) == 24 and not case["stops_on_eos"]
+    args = [IR, IR, case["prompt"], "--max-new-tokens", 24, "--f32"]
+    found = stats(run_sample("speculative_decoding.py", *args))
+    assert (found["inferences"], found["proposed"], found["accepted"]) == (5, 20, 20)
+
+
+def lookup_rule(tokens: list[int]) -> list[int]:
+    """docs/llm.md's rule: the tokens (5 at most) that followed the latest earlier
+    occurrence of the last n-gram, n from 3 down to 1."""
+    for n in (3, 2, 1):
+        if n < len(tokens):
+            for start in range(len(tokens) - n - 1, -1, -1):
+                if tokens[start : start + n] == tokens[-n:]:
+                    return tokens[start + n : start + n + 5]
+    return []
+
+
+@pytest.mark.parametrize("index", [5, 6], ids=["repeating", "once-upon"])
+def test_prompt_lookup_makes_the_documented_guesses(index):
+    """The guesses, checks and inferences that the rule makes on transformers' own
+    tokens (the model agrees with a guess exactly where it is the next greedy token)."""
+    case = CASES[index]
+    text = case["prompt_ids"] + case["new_ids"]
+    tokens = text[: len(case["prompt_ids"]) + 1]  # the prefill gives the first token
+    inferences, proposed, accepted = 1, 0, 0
+    while len(tokens) < len(text):
+        guesses = lookup_rule(tokens)[: len(text) - len(tokens)]
+        agreed = 0
+        while agreed < len(guesses) and guesses[agreed] == text[len(tokens) + agreed]:
+            agreed += 1
+        tokens = text[: len(tokens) + agreed + 1]
+        inferences += 1
+        proposed += len(guesses)
+        accepted += agreed
+    args = [IR, case["prompt"], "--max-new-tokens", len(case["new_ids"]), "--f32"]
+    found = stats(run_sample("prompt_lookup.py", *args))
+    assert (found["inferences"], found["proposed"], found["accepted"]) == (
+        inferences,
+        proposed,
+        accepted,
+    )
+    assert accepted > 0  # the case has guesses that hold
