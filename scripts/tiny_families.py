@@ -39,7 +39,7 @@ import transformers
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tiny_llm import CORPUS
+from tiny_llm import CORPUS, cached_prefix_length
 
 REPO = Path(__file__).resolve().parent.parent
 PROMPTS = [
@@ -418,12 +418,7 @@ def chat(model, config, tokenizer, system: str | None) -> list[dict]:
             messages, add_generation_prompt=True, tokenize=False
         )
         history_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        common = 0
-        while (
-            common < min(len(cached), len(history_ids))
-            and cached[common] == history_ids[common]
-        ):
-            common += 1
+        common = cached_prefix_length(cached, history_ids)
         result = greedy(model, config, history_ids, CHAT_MAX_NEW_TOKENS)
         new_ids = result["new_ids"]
         # The cache holds what was fed: the history and the answer but its last token,

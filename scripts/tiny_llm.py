@@ -229,6 +229,18 @@ def beam_search(
     return hypotheses
 
 
+def cached_prefix_length(cached: list[int], history_ids: list[int]) -> int:
+    """How many first tokens of the new history a chat's KV cache already holds (one
+    is always left to feed), as openvino_genai's chat and samples/chat.py count."""
+    length = 0
+    while (
+        length < min(len(cached), len(history_ids) - 1)
+        and cached[length] == history_ids[length]
+    ):
+        length += 1
+    return length
+
+
 def chat(
     model: LlamaForCausalLM,
     tokenizer,
@@ -250,12 +262,7 @@ def chat(
             ),
             add_special_tokens=False,
         )["input_ids"]
-        common = 0
-        while (
-            common < min(len(cached), len(history_ids) - 1)
-            and cached[common] == history_ids[common]
-        ):
-            common += 1
+        common = cached_prefix_length(cached, history_ids)
         extends = common == len(cached)
         new_ids = greedy(model, history_ids, tokenizer.eos_token_id, max_new_tokens)
         stops_on_eos = len(new_ids) < max_new_tokens

@@ -3,6 +3,7 @@
 Test modules import from here only, never from each other.
 """
 
+import functools
 import json
 import os
 import re
@@ -393,10 +394,16 @@ def family_expected(folder: Path) -> dict:
     return MissingFixture(path, "tiny_families.py")
 
 
+@functools.cache
+def compiled_detokenizer(ir: Path) -> ov.CompiledModel:
+    """The IR folder's detokenizer, compiled once per test process."""
+    return ov.Core().compile_model(ir / "openvino_detokenizer.xml", "CPU")
+
+
 def detokenize(ir: Path, ids: list[int]) -> str:
     """The text of token ids as the IR folder's OpenVINO detokenizer gives it: where
     byte tokens make invalid UTF-8, transformers' decode writes another text."""
-    detokenizer = ov.Core().compile_model(ir / "openvino_detokenizer.xml", "CPU")
+    detokenizer = compiled_detokenizer(ir)
     return str(detokenizer(np.array([ids], dtype=np.int64))["string_output"][0])
 
 

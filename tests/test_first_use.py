@@ -20,7 +20,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import openvino as ov
 import openvino_tokenizers  # noqa: F401  lets the Core read the tokenizer IRs
 import pytest
@@ -31,6 +30,7 @@ from conftest import (
     chat_cases,
     check_against_reference,
     check_bad_input,
+    detokenize,
     last_stats,
     run_sample,
     sample_env,
@@ -129,11 +129,6 @@ def test_prompt_that_fills_the_context_gives_one_line_and_exit_code_2(name, tmp_
     check_bad_input(run, "the prompt fills the model's context of 32")
 
 
-def detokenize(ids: list[int]) -> str:
-    detokenizer = ov.Core().compile_model(TINY_IR / "openvino_detokenizer.xml", "CPU")
-    return str(detokenizer(np.array([ids], dtype=np.int64))["string_output"][0])
-
-
 @pytest.mark.parametrize(
     "name",
     [
@@ -152,7 +147,7 @@ def test_answer_stops_at_the_end_of_the_context_and_says_so(name, tmp_path):
     assert run.returncode == 0, run.stderr
     assert "the context leaves room for 11 new tokens" in run.stderr
     assert last_stats(run.stderr)["new_tokens"] == 11
-    expected = detokenize(SPACED["new_ids"][:11])
+    expected = detokenize(TINY_IR, SPACED["new_ids"][:11])
     if name in ("throughput.py", "continuous_batching.py"):
         expected = expected.replace("\n", "\\n")  # their answers are a line each
     assert run.stdout == expected + "\n"
