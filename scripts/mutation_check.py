@@ -170,6 +170,13 @@ BUGS = [
         ["tests/test_multinomial.py", "tests/test_reference.py"],
     ),
     Bug(
+        "top-k keeps one candidate too many",
+        "multinomial.py",
+        "    if 0 < args.top_k < len(scores):",
+        "    if 0 < args.top_k < len(scores) - 1:\n        args.top_k += 1",
+        ["tests/test_multinomial.py", "tests/test_reference.py"],
+    ),
+    Bug(
         "prompt lookup trims its cache one token short",
         "prompt_lookup.py",
         "    trim_cache(request, len(tokens) - 1)",

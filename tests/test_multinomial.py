@@ -1,10 +1,15 @@
 """samples/multinomial.py on the committed tiny fixture: fast tier, needs only
 requirements.txt and pytest.
 
-Known-good sources: transformers' greedy generate() (expected.json) for --top-k 1; the
-distribution test against transformers' logits warpers is in tests/test_reference.py.
+Known-good sources: transformers' greedy generate() (expected.json) for --top-k 1;
+transformers' sampling warpers (tiny-sampler/expected.json, by scripts/tiny_sampler.py)
+for the distribution of the draws.
 """
 
+import json
+from collections import Counter
+
+import numpy as np
 import pytest
 
 from conftest import TINY_LLAMA, check_bad_input, run_sample, tiny_llama_cases
@@ -63,6 +68,62 @@ def test_top_p_and_temperature_change_the_text():
     assert generate(
         "--seed", 5, "--temperature", 0.05, "--top-p", 0.3, "--top-k", 0
     ) != generate("--seed", 5)
+
+
+SAMPLER = TINY_LLAMA.parent / "tiny-sampler"
+
+
+def sampler_settings() -> list[dict]:
+    path = SAMPLER / "expected.json"
+    if not path.exists():
+        return [{"missing": f"no {path}: run scripts/tiny_sampler.py"}]
+    return json.loads(path.read_text())
+
+
+SETTINGS = sampler_settings()
+
+
+@pytest.mark.parametrize(
+    "setting",
+    SETTINGS,
+    ids=[
+        f"t{s.get('temperature')}-k{s.get('top_k')}-p{s.get('top_p')}" for s in SETTINGS
+    ],
+)
+def test_draws_follow_transformers_warpers(setting):
+    """The tiny-sampler model gives the same 12-letter distribution at every step, so one
+    run of N new tokens is N independent draws. Letters outside what transformers'
+    warpers keep must never be drawn; the counts of those kept must pass Pearson's
+    chi-square test against transformers' probabilities at a false-alarm rate of 0.001
+    per setting (0.4% for the four together, for a seed picked at random). The seed is
+    fixed, so a run is repeatable; on another CPU, float rounding could move a draw
+    that sits on a boundary between letters, not the verdict."""
+    assert "missing" not in setting, setting.get("missing")
+    run = run_sample(
+        "multinomial.py",
+        SAMPLER / "ir",
+        setting["prompt"],
+        "--max-new-tokens",
+        setting["draws"],
+        "--temperature",
+        setting["temperature"],
+        "--top-k",
+        setting["top_k"],
+        "--top-p",
+        setting["top_p"],
+        "--seed",
+        7,
+        "--f32",
+    )
+    assert run.returncode == 0, run.stderr
+    counts = Counter(run.stdout.removesuffix("\n"))
+    letters = list(setting["probabilities"])
+    assert set(counts) <= set(letters), counts
+    observed = np.array([counts[letter] for letter in letters])
+    assert observed.sum() == setting["draws"]
+    expected = setting["draws"] * np.array(list(setting["probabilities"].values()))
+    statistic = ((observed - expected) ** 2 / expected).sum()
+    assert statistic < setting["chi2_critical"], (counts, expected.round(1))
 
 
 BAD_INPUTS = {
