@@ -319,6 +319,21 @@ def test_group_beam_search_matches_openvino_genai(
         )
 
 
+def test_committed_group_beams_are_what_genai_gives(tmp_path):
+    """The fast tier's diverse beam search expectations (scripts/genai_group_beams.py)
+    equal a fresh openvino_genai run: texts exactly, scores within 1e-5 relative (float32
+    sums may differ in the last bits between CPUs)."""
+    out = tmp_path / "expected_group_beam.json"
+    rebuild("genai_group_beams.py", out)
+    rebuilt = read_cases(out, "genai_group_beams.py")
+    committed = read_cases(
+        TINY_LLAMA / "expected_group_beam.json", "genai_group_beams.py"
+    )
+    for new, old in zip(rebuilt, committed, strict=True):
+        assert new.pop("scores") == pytest.approx(old.pop("scores"), rel=1e-5)
+        assert new == old
+
+
 @pytest.fixture(scope="module")
 def rebuilt_tiny_sd(tmp_path_factory):
     """scripts/tiny_sd.py run afresh: new pipeline, IR (optimum-intel) and diffusers'
