@@ -205,6 +205,13 @@ BUGS = [
         ["tests/test_assisted.py"],
     ),
     Bug(
+        "speculative decoding: the draft's cache keeps one rejected guess",
+        "speculative_decoding.py",
+        "        draft_cached = min(draft_cached, len(tokens) - 1)",
+        "        draft_cached = min(draft_cached, len(tokens))",
+        ["tests/test_assisted.py"],
+    ),
+    Bug(
         "speculative decoding: a fixed draft size",
         "speculative_decoding.py",
         "            draft_size = min(draft_size + 2, MAX_DRAFT)",

@@ -265,6 +265,63 @@ def test_draft_grows_by_two_while_every_guess_holds():
     assert (found["inferences"], found["proposed"], found["accepted"]) == (5, 20, 20)
 
 
+def draft_guessing_after(tmp_path: Path, after: int, guess: int) -> Path:
+    """The tiny model as a draft that agrees with it except right after token AFTER,
+    where it guesses GUESS: its logits get +1e4 on GUESS when the last input token is
+    AFTER. Whenever the draft's cache holds the accepted text, its guesses are
+    predictable from the main model's greedy tokens alone."""
+    shutil.copytree(IR, tmp_path / "draft")
+    model = ov.Core().read_model(IR / "openvino_model.xml")
+    logits = model.output("logits").get_node()
+    vocab = logits.get_output_partial_shape(0)[2].get_length()
+    input_ids = model.input("input_ids").get_node()
+    end = np.iinfo(np.int64).max
+    last_id = ov.opset13.slice(input_ids, [-1], [end], [1], axes=[1])  # (batch, 1)
+    is_after = ov.opset13.convert(ov.opset13.equal(last_id, np.int64(after)), "f32")
+    boost = np.zeros((1, 1, vocab), dtype=np.float32)
+    boost[0, 0, guess] = 1e4
+    bias = ov.opset13.multiply(ov.opset13.unsqueeze(is_after, np.int64(2)), boost)
+    biased = ov.opset13.add(logits.input_value(0), bias)  # the LM head stays input 0
+    logits.input(0).replace_source_output(biased.output(0))
+    ov.save_model(model, tmp_path / "draft" / "openvino_model.xml")
+    return tmp_path / "draft"
+
+
+def test_draft_cache_keeps_only_the_accepted_text(tmp_path):
+    """A draft that is wrong right after token 373, which the answer holds twice.
+    Trimmed to the accepted text after each check, its cache makes its next guesses the
+    main model's own, so the counts follow docs/llm.md's rule (draft size 2, up by 2
+    while every guess holds, down by 1 otherwise, at most 8) on transformers' tokens.
+    A cache that kept the rejected guesses would guess otherwise."""
+    after, guess = 373, 5
+    case = CASES[0]
+    text = case["prompt_ids"] + case["new_ids"]
+    assert case["new_ids"].count(after) == 2 and guess not in case["new_ids"]
+    tokens = text[: len(case["prompt_ids"]) + 1]  # the prefill gives the first token
+    inferences, proposed, accepted, size = 1, 0, 0, 2
+    while len(tokens) < len(text):
+        count = min(size, len(text) - len(tokens))
+        agreed = 0  # guesses before the first wrong one, all on the greedy text
+        while agreed < count and text[len(tokens) + agreed - 1] != after:
+            agreed += 1
+        tokens = text[: len(tokens) + agreed + 1]
+        inferences += 1
+        proposed += count
+        accepted += agreed
+        size = min(size + 2, 8) if agreed == count else max(size - 1, 1)
+    draft = draft_guessing_after(tmp_path, after, guess)
+    args = [draft, IR, case["prompt"], "--max-new-tokens", len(case["new_ids"])]
+    run = run_sample("speculative_decoding.py", *args, "--f32")
+    assert run.stdout == case["text"] + "\n"
+    found = stats(run)
+    assert accepted < proposed  # the case has rejections to trim
+    assert (found["inferences"], found["proposed"], found["accepted"]) == (
+        inferences,
+        proposed,
+        accepted,
+    )
+
+
 def lookup_rule(tokens: list[int]) -> list[int]:
     """docs/llm.md's rule: the tokens (5 at most) that followed the latest earlier
     occurrence of the last n-gram, n from 3 down to 1."""
