@@ -536,6 +536,32 @@ def build(name: str, out_dir: Path) -> None:
     )
 
 
+def check_coverage(out_dir: Path) -> None:
+    """The fixtures hold what the tests promise: answers that end on a stop token only
+    generation_config.json names (Llama 3's <|eot_id|>, Phi-3's <|end|>, Gemma 2's
+    <end_of_turn>, Qwen2.5's <|endoftext|>); a chat for every family with a template;
+    beam hypotheses that end on a stop and ones that do not."""
+    core = ov.Core()
+    expected = {
+        name: json.loads((out_dir / name / "expected.json").read_text())
+        for name in FAMILIES
+    }
+    for name in ("llama3", "phi3", "gemma2", "qwen2"):
+        tokenizer = core.read_model(out_dir / name / "ir" / "openvino_tokenizer.xml")
+        eos = tokenizer.get_rt_info()["eos_token_id"].astype(int)
+        stops = [case["stop"] for case in expected[name]["prompts"]]
+        assert any(stop is not None and stop != eos for stop in stops), name
+    for name in ("llama3", "mistral", "phi3", "gemma2", "qwen2", "zephyr"):
+        assert expected[name]["chats"], name
+    ended = [
+        hypothesis["ends_on_stop"]
+        for name in FAMILIES
+        for case in expected[name]["beam"]
+        for hypothesis in case["hypotheses"]
+    ]
+    assert 0 < sum(ended) < len(ended)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -547,6 +573,8 @@ def main() -> None:
     args = parser.parse_args()
     for name in args.family or FAMILIES:
         build(name, args.out_dir)
+    if not args.family:
+        check_coverage(args.out_dir)
 
 
 if __name__ == "__main__":

@@ -113,6 +113,13 @@ def main() -> None:
         "out_dir", nargs="?", type=Path, default=REPO / "tests" / "data" / "tiny-lcm"
     )
     args = parser.parse_args()
+    # The cases hold what the tests promise: 1, 4 and 8 steps, two guidance scales, a
+    # non-square size.
+    assert {1, 4, 8} <= {case["steps"] for case in CASES.values()}
+    assert len({case["guidance"] for case in CASES.values()}) >= 2
+    assert any(
+        case.get("width", 64) != case.get("height", 64) for case in CASES.values()
+    )
     pipeline = LatentConsistencyModelPipeline(
         **parts(time_cond_proj_dim=32), scheduler=LCMScheduler(**SCHEDULER)
     )

@@ -346,6 +346,11 @@ def main() -> None:
     assert 0 < stops < len(cases), (
         f"{stops} of {len(cases)} answers stop on EOS: the fixture needs both kinds"
     )
+    # What the tests promise: a long prompt, non-ASCII text, and a case (prompt and
+    # answer) that fills more than 4 paged-attention blocks of 32 tokens.
+    assert max(len(ids) for ids in prompt_ids) >= 200
+    assert any(not prompt.isascii() for prompt in PROMPTS)
+    assert max(len(case["prompt_ids"]) + len(case["new_ids"]) for case in cases) > 128
     (args.out_dir / "expected.json").write_text(
         json.dumps(cases, ensure_ascii=False, indent=1) + "\n"
     )
@@ -390,6 +395,17 @@ def main() -> None:
     ended = sum(
         h["ends_on_eos"] for case in beam_cases for hs in case["hypotheses"] for h in hs
     )
+    # Hypotheses end on EOS before the limit with both EOS ids, and full-length ones
+    # exist too.
+    for eos_token_id in {case["eos_token_id"] for case in beam_cases}:
+        ends = [
+            h["ends_on_eos"]
+            for case in beam_cases
+            if case["eos_token_id"] == eos_token_id
+            for hs in case["hypotheses"]
+            for h in hs
+        ]
+        assert any(ends) and not all(ends), eos_token_id
     print(
         f"wrote {args.out_dir / 'expected_beam.json'}: {len(beam_cases)} settings, {ended} hypotheses end on EOS",
         file=sys.stderr,
@@ -412,6 +428,7 @@ def main() -> None:
         for conversation in chats
         for answer in conversation["answers"][1:]
     ]
+    assert any(conversation["system"] for conversation in chats)
     assert 0 < sum(extends) < len(extends), (
         "the chats need later turns that extend the cache and turns that do not"
     )

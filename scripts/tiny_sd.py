@@ -256,6 +256,28 @@ def expected_image(pipeline: StableDiffusionPipeline, case: dict) -> np.ndarray:
     return np.round(image * 255).astype(np.uint8)
 
 
+def check_coverage(cases: dict) -> None:
+    """The cases hold what the tests promise: guidance with and without a negative
+    prompt, none, a non-square size, 1 and 20 steps, the three timestep spacings,
+    v_prediction, and a prompt longer than CLIP's 77 positions."""
+    spacings = {
+        case.get("scheduler", {}).get("timestep_spacing", "leading")
+        for case in cases.values()
+    }
+    assert spacings == {"leading", "trailing", "linspace"}
+    assert {1, 20} <= {case["steps"] for case in cases.values()}
+    assert {7.5, 1.0} <= {case["guidance"] for case in cases.values()}
+    assert any(
+        case.get("width", 64) != case.get("height", 64) for case in cases.values()
+    )
+    assert any("negative" in case for case in cases.values())
+    assert any(
+        case.get("scheduler", {}).get("prediction_type") == "v_prediction"
+        for case in cases.values()
+    )
+    assert max(len(case["prompt"].split()) for case in cases.values()) > 77
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -264,6 +286,7 @@ def main() -> None:
         "out_dir", nargs="?", type=Path, default=REPO / "tests" / "data" / "tiny-sd"
     )
     args = parser.parse_args()
+    check_coverage(CASES)
     pipeline = StableDiffusionPipeline(
         **parts(), scheduler=EulerDiscreteScheduler(**SCHEDULER)
     )

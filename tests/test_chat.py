@@ -39,16 +39,6 @@ def test_tiny_chat_matches_transformers_on_the_whole_history(conversation):
     check_chat(run, conversation["answers"])
 
 
-def test_fixture_has_turns_that_extend_the_cache_and_turns_that_do_not():
-    extends = [
-        answer["extends_cache"]
-        for conversation in CASES
-        for answer in conversation["answers"][1:]
-    ]
-    assert any(extends) and not all(extends)
-    assert any(conversation["system"] for conversation in CASES)
-
-
 def test_blank_lines_are_not_turns_and_no_newline_at_eof_is_fine():
     conversation = CASES[0]
     stdin = "\n\n" + "\n  \n".join(

@@ -76,27 +76,6 @@ def test_chat_gives_transformers_answers_and_feeds_only_what_is_new(family, inde
     check_family_chat(FAMILIES / family, conversation)
 
 
-def test_fixtures_hold_what_the_tests_need():
-    """Answers that end on a stop token only generation_config.json names (Llama 3's
-    <|eot_id|>, Phi-3's <|end|>, Gemma 2's <end_of_turn>, Qwen2.5's <|endoftext|>);
-    a chat for every family with a template; beam hypotheses that end on a stop."""
-    core = ov.Core()
-    for family in ("llama3", "phi3", "gemma2", "qwen2"):
-        tokenizer = core.read_model(FAMILIES / family / "ir" / "openvino_tokenizer.xml")
-        eos = tokenizer.get_rt_info()["eos_token_id"].astype(int)
-        stops = [case["stop"] for case in family_expected(FAMILIES / family)["prompts"]]
-        assert any(stop is not None and stop != eos for stop in stops), family
-    for family in ("llama3", "mistral", "phi3", "gemma2", "qwen2", "zephyr"):
-        assert family_expected(FAMILIES / family)["chats"], family
-    ended = [
-        hypothesis["ends_on_stop"]
-        for family in FAMILY_NAMES
-        for case in family_expected(FAMILIES / family)["beam"]
-        for hypothesis in case["hypotheses"]
-    ]
-    assert 0 < sum(ended) < len(ended)
-
-
 def test_qwen_sampling_takes_the_models_defaults_and_penalty():
     """multinomial.py takes temperature and top_p from generation_config.json where no
     flag is given, and says so; with --top-k 1 it is transformers' greedy answer, which
