@@ -170,11 +170,13 @@ def test_bad_input_gives_one_line_and_exit_code_2(name):
 # Diverse beam search (the default mode: 15 beams in 3 groups, diversity penalty 1.0)
 # against openvino_genai's LLMPipeline on the same IR with f32 hints, recorded by
 # scripts/genai_group_beams.py. The rules it shares with the sample are transformers
-# 4.x's; where they differ (docs/llm.md: genai's float32 softmax, its early-stop check
-# and its length limit), the texts can differ. The first eight prompts agree in all
-# three stopping modes; on the last six (the first in two modes) genai and the sample
-# part ways, and only ever in groups 2 and 3: the first group, which no diversity
-# penalty touches, still agrees.
+# 4.x's. docs/llm.md names three places where genai differs: its float32 softmax, its
+# early-stop check, and its length limit, where it finishes its running beams rather
+# than the last step's best candidates. The first eight prompts agree in all three
+# stopping modes. On the last six (the first of them in two modes) the third shows up:
+# in the groups that differ, the sample's hypotheses score rank by rank at least as
+# well as genai's, better somewhere, and the first group always agrees. The other two
+# differences do not arise in these cases.
 GROUP_CASES = read_cases(
     TINY_LLAMA / "expected_group_beam.json", "genai_group_beams.py"
 )
@@ -220,7 +222,17 @@ def test_group_beam_search_matches_openvino_genai(early_stopping):
             continue
         check_same(got, case, 0, 5)  # the first group
         expected = [text.replace("\n", "\\n") for text in case["texts"]]
-        differing += [text for _, text in got] != expected
+        for first in (5, 10):  # groups 2 and 3
+            group = slice(first, first + 5)
+            if [text for _, text in got[group]] == expected[group]:
+                continue
+            differing += 1
+            # The last step's best candidates, not genai's running beams.
+            margins = [
+                score - expected_score
+                for (score, _), expected_score in zip(got[group], case["scores"][group])
+            ]
+            assert min(margins) > -1e-4 and max(margins) > 1e-4, margins
     # The known differences are still there: if the sample comes to agree, the prompts
     # move up and docs/llm.md's account changes.
-    assert differing == (5 if early_stopping == "true" else 6)
+    assert differing == (6 if early_stopping == "true" else 7)
