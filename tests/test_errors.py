@@ -48,7 +48,12 @@ def test_unknown_device_gives_one_line_and_exit_code_2(name):
     check_bad_input(run_llm_sample(name, TINY_IR, "--device", "TPU"), "--device TPU")
 
 
-IMAGE_SAMPLES = {"stable_diffusion.py": TINY_SD / "ir", "lcm.py": TINY_LCM / "ir"}
+# Each image sample's folder, and the picture image_to_image.py takes before the prompt.
+IMAGE_SAMPLES = {
+    "stable_diffusion.py": [TINY_SD / "ir"],
+    "lcm.py": [TINY_LCM / "ir"],
+    "image_to_image.py": [TINY_SD / "ir", TINY_SD / "inputs" / "rgb.png"],
+}
 IMAGE_FOLDER_PROBLEMS = {
     "missing folder": "tokenizer/openvino_tokenizer.xml",
     "no unet": "unet/openvino_model.xml",
@@ -74,9 +79,10 @@ def image_folder(problem: str, ir, tmp_path):
 @pytest.mark.parametrize("problem", IMAGE_FOLDER_PROBLEMS)
 @pytest.mark.parametrize("name", IMAGE_SAMPLES)
 def test_unfit_image_folder_gives_one_line_and_exit_code_2(name, problem, tmp_path):
-    model = image_folder(problem, IMAGE_SAMPLES[name], tmp_path)
+    model = image_folder(problem, IMAGE_SAMPLES[name][0], tmp_path)
     output = tmp_path / "out.png"
-    run = run_sample(name, model, "a cat", "--output", output, "--steps", 1)
+    args = [model, *IMAGE_SAMPLES[name][1:], "a cat", "--output", output]
+    run = run_sample(name, *args, "--steps", 2)
     check_bad_input(run, IMAGE_FOLDER_PROBLEMS[problem])
     assert not output.exists()
 
@@ -84,7 +90,7 @@ def test_unfit_image_folder_gives_one_line_and_exit_code_2(name, problem, tmp_pa
 @pytest.mark.parametrize("name", IMAGE_SAMPLES)
 def test_image_sample_on_unknown_device_gives_one_line(name, tmp_path):
     output = tmp_path / "out.png"
-    run = run_sample(name, IMAGE_SAMPLES[name], "--device", "TPU", "--output", output)
+    run = run_sample(name, *IMAGE_SAMPLES[name], "--device", "TPU", "--output", output)
     check_bad_input(run, "--device TPU")
     assert not output.exists()
 
@@ -136,5 +142,7 @@ def test_ctrl_c_while_denoising_exits_130_without_traceback(name, tmp_path):
     args = ["--steps", 100000, "--width", 64, "--height", 64, "--output", output]
     if name == "lcm.py":
         args = ["--steps", 50, "--width", 512, "--height", 512, "--output", output]
-    check_ctrl_c(name, IMAGE_SAMPLES[name], *args, started=says_on_stderr(b"step 1/"))
+    if name == "image_to_image.py":  # the picture sets the size
+        args = ["--steps", 100000, "--output", output]
+    check_ctrl_c(name, *IMAGE_SAMPLES[name], *args, started=says_on_stderr(b"step 1/"))
     assert not output.exists()

@@ -11,6 +11,7 @@ import pytest
 from conftest import (
     FAMILIES,
     FAMILY_NAMES,
+    SAMPLES_DIR,
     TINY_LCM,
     TINY_LLAMA,
     TINY_SD,
@@ -408,6 +409,72 @@ def test_committed_sampler_fixture_is_what_the_script_builds(tmp_path_factory):
         assert list(new_probabilities) == list(old_probabilities)
         for letter, probability in new_probabilities.items():
             assert probability == pytest.approx(old_probabilities[letter], rel=1e-6)
+
+
+def test_committed_img2img_cases_are_what_diffusers_gives(tmp_path):
+    """scripts/tiny_img2img.py afresh: the same input PNGs (Pillow's bytes), and
+    diffusers' images within one level (torch's CPU kernels round differently)."""
+    rebuilt = rebuild("tiny_img2img.py", tmp_path)
+    for png in sorted((TINY_SD / "inputs").glob("*.png")):
+        assert (rebuilt / "inputs" / png.name).read_bytes() == png.read_bytes()
+    committed = read_cases(
+        TINY_SD / "expected-img2img" / "cases.json", "tiny_img2img.py"
+    )
+    fresh = read_cases(rebuilt / "expected-img2img" / "cases.json", "tiny_img2img.py")
+    assert fresh == committed
+    for name in committed:
+        new = np.load(rebuilt / "expected-img2img" / f"{name}.npy").astype(int)
+        old = np.load(TINY_SD / "expected-img2img" / f"{name}.npy").astype(int)
+        assert np.abs(new - old).max() <= 1, name
+
+
+def test_png_reader_reads_what_pillow_writes(tmp_path):
+    """image_to_image.py's read_png against Pillow's convert("RGB") on every colour
+    type Pillow writes at 8 bits (L, LA, RGB, RGBA, P, P with transparency), smooth and
+    noisy pictures, at three compression settings; Pillow's rows use all five
+    filters among them."""
+    import argparse
+    import importlib.util
+    import io
+    import zlib
+
+    from PIL import Image
+
+    spec = importlib.util.spec_from_file_location(
+        "image_to_image", SAMPLES_DIR / "image_to_image.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rng = np.random.default_rng(1)
+    y, x = np.mgrid[:40, :56]
+    smooth = np.stack([x * 4, y * 6, (x + y) * 3], axis=-1).astype(np.uint8)
+    noisy = rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    alpha = Image.fromarray((x * 4).astype(np.uint8))
+    filters = set()
+    for picture in (smooth, noisy):
+        rgb = Image.fromarray(picture)
+        images = [rgb, rgb.convert("L"), rgb.convert("LA"), rgb.quantize(50)]
+        rgba = rgb.copy()
+        rgba.putalpha(alpha)
+        transparent = rgb.quantize(50)
+        transparent.info["transparency"] = 3
+        images += [rgba, transparent]
+        for image in images:
+            for options in ({}, {"optimize": True}, {"compress_level": 1}):
+                path = tmp_path / "in.png"
+                buffer = io.BytesIO()
+                image.save(buffer, "PNG", **options)
+                path.write_bytes(buffer.getvalue())
+                read = module.read_png(argparse.ArgumentParser(), path)
+                expected = np.array(Image.open(path).convert("RGB"))
+                assert (read == expected).all(), (image.mode, options)
+                data = buffer.getvalue()
+                start = data.index(b"IDAT") + 4
+                length = int.from_bytes(data[start - 8 : start - 4], "big")
+                rows = zlib.decompress(data[start : start + length])
+                stride = len(rows) // image.height
+                filters |= set(rows[::stride])
+    assert filters == {0, 1, 2, 3, 4}, filters
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,7 @@ BUDGETS = {
     "beam_search.py": 288,  # asked: 150
     "stable_diffusion.py": 190,  # asked: 150
     "lcm.py": 177,  # asked: 150
+    "image_to_image.py": 263,  # asked: 170
 }
 
 
@@ -182,9 +183,8 @@ def test_shared_blocks_are_shared():
     for sample in SAMPLES:
         for name in top_level_definitions(sample):
             users.setdefault(name, []).append(sample.name)
-    llm_samples = [
-        s.name for s in SAMPLES if s.name not in ("stable_diffusion.py", "lcm.py")
-    ]
+    image_samples = ["image_to_image.py", "lcm.py", "stable_diffusion.py"]
+    llm_samples = [s.name for s in SAMPLES if s.name not in image_samples]
     assert sorted(users["read_llm_folder"]) == sorted(llm_samples)
     assert sorted(users["compile_llm"]) == sorted(set(llm_samples) - {"throughput.py"})
     assert len(users["stream"]) >= 6
@@ -194,4 +194,4 @@ def test_shared_blocks_are_shared():
         "speculative_decoding.py",
     ]
     for name in ("png", "clip_input_ids", "alphas_cumprod", "vae_scaling_factor"):
-        assert sorted(users[name]) == ["lcm.py", "stable_diffusion.py"], name
+        assert sorted(users[name]) == image_samples, name

@@ -1,0 +1,193 @@
+"""samples/image_to_image.py on the committed tiny SD fixture: fast tier, needs only
+requirements.txt and pytest.
+
+Known-good source: diffusers' StableDiffusionImg2ImgPipeline with EulerDiscreteScheduler
+on the same random weights, given the sample's random numbers, recorded in
+tests/data/tiny-sd/expected-img2img/ by scripts/tiny_img2img.py (tests/test_reference.py
+recomputes them). The PNG reader is checked here against the PNG specification's
+filters on files this test writes, and against Pillow in the reference tier.
+"""
+
+import argparse
+import importlib.util
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+from conftest import (
+    SAMPLES_DIR,
+    TINY_SD,
+    check_bad_input,
+    check_image,
+    copy_without,
+    model_for,
+    read_cases,
+    run_sample,
+)
+
+INPUTS = TINY_SD / "inputs"
+CASES = read_cases(TINY_SD / "expected-img2img" / "cases.json", "tiny_img2img.py")
+
+
+def image_args(case: dict, model, image, output) -> list:
+    args = [model, image, case["prompt"], "--strength", case["strength"]]
+    args += ["--steps", case["steps"], "--guidance-scale", case["guidance"]]
+    args += ["--seed", case["seed"], "--output", output]
+    if "negative" in case:
+        args += ["--negative-prompt", case["negative"]]
+    return args
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_matches_diffusers(name, tmp_path):
+    """With --f32, every pixel within one level of diffusers'; stderr counts the steps
+    that strength keeps (diffusers' get_timesteps)."""
+    case = CASES[name]
+    expected = np.load(TINY_SD / "expected-img2img" / f"{name}.npy")
+    model = model_for(case, tmp_path, TINY_SD / "ir")
+    output = tmp_path / "out.png"
+    args = image_args(case, model, INPUTS / case["image"], output)
+    run = run_sample("image_to_image.py", *args, "--f32")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == ""
+    kept = int(case["steps"] * case["strength"])
+    steps = [line.split(":")[0] for line in run.stderr.splitlines()[:-1]]
+    assert steps == [f"step {i}/{kept}" for i in range(1, kept + 1)]
+    check_image(output, expected, case)
+
+
+def filtered(raw: np.ndarray, bpp: int, kind: int) -> np.ndarray:
+    """One PNG filter applied to every row of raw (height, bytes), as the PNG
+    specification defines it: each byte minus a guess from the byte bpp to its left
+    (a), above (b) and above-left (c)."""
+    raw = raw.astype(np.int64)
+    a = np.pad(raw, ((0, 0), (bpp, 0)))[:, :-bpp]
+    b = np.pad(raw, ((1, 0), (0, 0)))[:-1]
+    c = np.pad(b, ((0, 0), (bpp, 0)))[:, :-bpp]
+    p = a + b - c
+    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+    paeth = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
+    guess = [np.zeros_like(raw), a, b, (a + b) // 2, paeth][kind]
+    return ((raw - guess) % 256).astype(np.uint8)
+
+
+def png_file(pixels: np.ndarray, colour: int, palette=None, depth=8, interlace=0):
+    """A PNG of (height, width, channels) bytes whose rows take filters 0, 1, 2, 3, 4
+    in turn."""
+    height, width, channels = pixels.shape
+    raw = pixels.reshape(height, width * channels)
+    rows = b"".join(
+        bytes([y % 5]) + filtered(raw, channels, y % 5)[y].tobytes()
+        for y in range(height)
+    )
+    header = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, interlace)
+    chunks = [(b"IHDR", header)]
+    if palette is not None:
+        chunks.append((b"PLTE", palette.tobytes()))
+    chunks += [(b"IDAT", zlib.compress(rows)), (b"IEND", b"")]
+    data = b"\x89PNG\r\n\x1a\n"
+    for kind, body in chunks:
+        data += struct.pack(">I", len(body)) + kind + body
+        data += struct.pack(">I", zlib.crc32(kind + body))
+    return data
+
+
+def sample_read_png():
+    """The sample's own PNG reader (the file itself, imported)."""
+    path = SAMPLES_DIR / "image_to_image.py"
+    spec = importlib.util.spec_from_file_location("image_to_image", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.read_png
+
+
+RNG = np.random.default_rng(0)
+PICTURE = RNG.integers(
+    0, 256, (16, 24, 3), dtype=np.uint8
+)  # noise: every guess differs
+GRAY = PICTURE[..., :1]
+ALPHA = RNG.integers(0, 256, (16, 24, 1), dtype=np.uint8)
+PALETTE = RNG.integers(0, 256, (40, 3), dtype=np.uint8)
+INDICES = RNG.integers(0, 40, (16, 24, 1), dtype=np.uint8)
+# colour type: (its pixels, the RGB that PIL's convert("RGB") makes of them, palette)
+KINDS = {
+    "gray": (GRAY, np.repeat(GRAY, 3, axis=2), None),
+    "rgb": (PICTURE, PICTURE, None),
+    "palette": (INDICES, PALETTE[INDICES[..., 0]], PALETTE),
+    "gray-alpha": (
+        np.concatenate([GRAY, ALPHA], axis=2),
+        np.repeat(GRAY, 3, axis=2),
+        None,
+    ),
+    "rgba": (np.concatenate([PICTURE, ALPHA], axis=2), PICTURE, None),
+}
+COLOUR_TYPES = {"gray": 0, "rgb": 2, "palette": 3, "gray-alpha": 4, "rgba": 6}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_png_reader_undoes_every_filter_of_every_colour_type(kind, tmp_path):
+    pixels, rgb, palette = KINDS[kind]
+    path = tmp_path / "in.png"
+    path.write_bytes(png_file(pixels, COLOUR_TYPES[kind], palette))
+    read = sample_read_png()(argparse.ArgumentParser(), path)
+    assert read.dtype == np.uint8 and (read == rgb).all()
+
+
+def bad_png(tmp_path, problem: str):
+    """An input file with one problem."""
+    path = tmp_path / "in.png"
+    picture = np.zeros((64, 64, 3), dtype=np.uint8)
+    if problem == "not a PNG":
+        path.write_text("a text file")
+    elif problem == "interlaced":
+        path.write_bytes(png_file(picture, 2, interlace=1))
+    elif problem == "16-bit":
+        path.write_bytes(png_file(picture, 2, depth=16))
+    elif problem == "truncated":
+        data = png_file(picture, 2)
+        path.write_bytes(data[: len(data) // 2])
+    elif problem == "not a multiple of 8":
+        path.write_bytes(png_file(np.zeros((60, 64, 3), dtype=np.uint8), 2))
+    return path
+
+
+PNG_PROBLEMS = ["not a PNG", "interlaced", "16-bit", "truncated", "not a multiple of 8"]
+BAD_INPUTS = {
+    "image not found": (["--strength", "0.5"], "no image"),
+    "not a PNG": ([], "is not a PNG"),
+    "interlaced": ([], "8-bit non-interlaced"),
+    "16-bit": ([], "8-bit non-interlaced"),
+    "truncated": ([], "cut short"),
+    "not a multiple of 8": ([], "multiples of 8"),
+    "zero strength": (["--strength", "0"], "--strength"),
+    "strength above 1": (["--strength", "1.5"], "--strength"),
+    "strength not a number": (["--strength", "nan"], "--strength"),
+    "no step left": (["--strength", "0.3", "--steps", "3"], "at least 1"),
+    "negative prompt without guidance": (
+        ["--guidance-scale", "1", "--negative-prompt", "blurry"],
+        "> 1",
+    ),
+    "no vae_encoder": ([], "vae_encoder/openvino_model.xml"),
+}
+
+
+@pytest.mark.parametrize("name", BAD_INPUTS)
+def test_bad_input_gives_one_line_and_exit_code_2(name, tmp_path):
+    """One line, exit code 2, and no output file."""
+    args, says = BAD_INPUTS[name]
+    model = TINY_SD / "ir"
+    if name == "no vae_encoder":
+        model = copy_without(model, "vae_encoder/openvino_model.xml", tmp_path / "m")
+    image = INPUTS / "rgb.png"
+    if name == "image not found":
+        image = tmp_path / "nowhere.png"
+    elif name in PNG_PROBLEMS:
+        image = bad_png(tmp_path, name)
+    output = tmp_path / "out.png"
+    run = run_sample(
+        "image_to_image.py", model, image, "a cat", "--output", output, *args
+    )
+    check_bad_input(run, says)
+    assert not output.exists()
