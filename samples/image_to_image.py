@@ -238,6 +238,25 @@ def to_pixels(image: np.ndarray) -> np.ndarray:
     return np.round(scaled).astype(np.uint8).transpose(1, 2, 0)
 
 
+def from_pixels(pixels: np.ndarray) -> np.ndarray:
+    """(height, width, 3) uint8 -> the VAE encoder's input (1, 3, height, width):
+    [-1, 1]."""
+    return pixels.transpose(2, 0, 1)[None].astype(np.float32) / 255 * 2 - 1
+
+
+def encode(vae_encoder, image: np.ndarray, rng, scaling_factor) -> np.ndarray:
+    """(1, 3, height, width) in [-1, 1] -> latents (1, 4, height / 8, width / 8).
+
+    The encoder gives a mean and a log-variance per latent; a latent is drawn from
+    that distribution (one standard_normal from rng), as the VAE was trained, then
+    scaled as the UNet's latents were in training."""
+    parameters = vae_encoder(image)[0]  # (1, 8, height / 8, width / 8)
+    mean = parameters[:, :4]
+    std = np.exp(0.5 * np.clip(parameters[:, 4:], -30, 20))
+    noise = rng.standard_normal(mean.shape).astype(np.float32)
+    return (mean + std * noise) * scaling_factor
+
+
 def main() -> None:
     # usage=SUPPRESS: a bad argument gives one line on stderr, not the usage text too.
     parser = argparse.ArgumentParser(description=__doc__, usage=argparse.SUPPRESS)
@@ -314,16 +333,9 @@ def main() -> None:
     timesteps = euler_timesteps(scheduler, args.steps)
     sigmas = euler_sigmas(scheduler, timesteps)
     first = args.steps - steps_run
-    # The picture's latents: the encoder gives a mean and a log-variance per latent,
-    # and a latent is drawn from that distribution, as the VAE was trained.
     rng = np.random.default_rng(args.seed)
-    image = pixels.transpose(2, 0, 1)[None].astype(np.float32) / 255 * 2 - 1
-    parameters = vae_encoder(image)[0]  # (1, 8, height / 8, width / 8)
-    mean = parameters[:, :4]
-    std = np.exp(0.5 * np.clip(parameters[:, 4:], -30, 20))
-    noise = rng.standard_normal(latent_shape).astype(np.float32)
     scaling_factor = np.float32(vae_scaling_factor(args.model_dir))
-    latents = (mean + std * noise) * scaling_factor
+    latents = encode(vae_encoder, from_pixels(pixels), rng, scaling_factor)
     # Noised to the first kept step's level, as if denoising had come that far.
     noise = rng.standard_normal(latent_shape).astype(np.float32)
     latents = latents + noise * sigmas[first]

@@ -263,8 +263,8 @@ BUGS = [
     Bug(
         "image-to-image: the encoder's log-variance taken as a log-std",
         "image_to_image.py",
-        "std = np.exp(0.5 * np.clip(parameters[:, 4:], -30, 20))",
-        "std = np.exp(np.clip(parameters[:, 4:], -30, 20))",
+        "    std = np.exp(0.5 * np.clip(parameters[:, 4:], -30, 20))",
+        "    std = np.exp(np.clip(parameters[:, 4:], -30, 20))",
         ["tests/test_image_to_image.py"],
     ),
     Bug(
