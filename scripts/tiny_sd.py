@@ -149,9 +149,9 @@ def clip_tokenizer() -> CLIPTokenizer:
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
 
 
-def parts(time_cond_proj_dim: int | None = None) -> dict:
+def parts(time_cond_proj_dim: int | None = None, in_channels: int = 4) -> dict:
     """The tiny pipeline's tokenizer, text encoder, UNet (time_cond_proj_dim: LCM's
-    guidance input), VAE; seed 0."""
+    guidance input; in_channels 9: an inpainting UNet), VAE; seed 0."""
     torch.manual_seed(0)
     tokenizer = clip_tokenizer()
     text_encoder = CLIPTextModel(
@@ -170,6 +170,7 @@ def parts(time_cond_proj_dim: int | None = None) -> dict:
     ).eval()
     unet = UNet2DConditionModel(
         sample_size=8,
+        in_channels=in_channels,
         block_out_channels=(32, 64),
         layers_per_block=1,
         cross_attention_dim=32,

@@ -5,6 +5,7 @@ import pytest
 
 from conftest import (
     LLM_FOLDER_PROBLEMS,
+    TINY_INPAINT,
     TINY_IR,
     TINY_LCM,
     TINY_SD,
@@ -53,6 +54,11 @@ IMAGE_SAMPLES = {
     "stable_diffusion.py": [TINY_SD / "ir"],
     "lcm.py": [TINY_LCM / "ir"],
     "image_to_image.py": [TINY_SD / "ir", TINY_SD / "inputs" / "rgb.png"],
+    "inpainting.py": [
+        TINY_INPAINT / "ir",
+        TINY_INPAINT / "inputs" / "rgb.png",
+        TINY_INPAINT / "inputs" / "mask.png",
+    ],
 }
 IMAGE_FOLDER_PROBLEMS = {
     "missing folder": "tokenizer/openvino_tokenizer.xml",
@@ -142,7 +148,7 @@ def test_ctrl_c_while_denoising_exits_130_without_traceback(name, tmp_path):
     args = ["--steps", 100000, "--width", 64, "--height", 64, "--output", output]
     if name == "lcm.py":
         args = ["--steps", 50, "--width", 512, "--height", 512, "--output", output]
-    if name == "image_to_image.py":  # the picture sets the size
+    if name in ("image_to_image.py", "inpainting.py"):  # the picture sets the size
         args = ["--steps", 100000, "--output", output]
     check_ctrl_c(name, *IMAGE_SAMPLES[name], *args, started=says_on_stderr(b"step 1/"))
     assert not output.exists()

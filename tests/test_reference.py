@@ -12,6 +12,7 @@ from conftest import (
     FAMILIES,
     FAMILY_NAMES,
     SAMPLES_DIR,
+    TINY_INPAINT,
     TINY_LCM,
     TINY_LLAMA,
     TINY_SD,
@@ -425,6 +426,27 @@ def test_committed_img2img_cases_are_what_diffusers_gives(tmp_path):
     for name in committed:
         new = np.load(rebuilt / "expected-img2img" / f"{name}.npy").astype(int)
         old = np.load(TINY_SD / "expected-img2img" / f"{name}.npy").astype(int)
+        assert np.abs(new - old).max() <= 1, name
+
+
+def test_committed_inpainting_fixture_is_what_the_script_builds(tmp_path):
+    """scripts/tiny_inpaint.py afresh: the same IR weights and input PNGs, and
+    diffusers' images within one level (torch's CPU kernels round differently)."""
+    rebuilt = rebuild("tiny_inpaint.py", tmp_path)
+    for network in ("unet", "vae_encoder", "vae_decoder", "text_encoder"):
+        name = f"{network}/openvino_model.bin"
+        assert (rebuilt / "ir" / name).read_bytes() == (
+            TINY_INPAINT / "ir" / name
+        ).read_bytes(), name
+    for png in sorted((TINY_INPAINT / "inputs").glob("*.png")):
+        assert (rebuilt / "inputs" / png.name).read_bytes() == png.read_bytes()
+    committed = read_cases(TINY_INPAINT / "expected" / "cases.json", "tiny_inpaint.py")
+    assert read_cases(rebuilt / "expected" / "cases.json", "tiny_inpaint.py") == (
+        committed
+    )
+    for name in committed:
+        new = np.load(rebuilt / "expected" / f"{name}.npy").astype(int)
+        old = np.load(TINY_INPAINT / "expected" / f"{name}.npy").astype(int)
         assert np.abs(new - old).max() <= 1, name
 
 

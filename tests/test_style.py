@@ -30,7 +30,8 @@ BUDGETS = {
     "beam_search.py": 288,  # asked: 150
     "stable_diffusion.py": 190,  # asked: 150
     "lcm.py": 177,  # asked: 150
-    "image_to_image.py": 263,  # asked: 170
+    "image_to_image.py": 266,  # asked: 170
+    "inpainting.py": 294,  # asked: 180
 }
 
 
@@ -183,7 +184,12 @@ def test_shared_blocks_are_shared():
     for sample in SAMPLES:
         for name in top_level_definitions(sample):
             users.setdefault(name, []).append(sample.name)
-    image_samples = ["image_to_image.py", "lcm.py", "stable_diffusion.py"]
+    image_samples = [
+        "image_to_image.py",
+        "inpainting.py",
+        "lcm.py",
+        "stable_diffusion.py",
+    ]
     llm_samples = [s.name for s in SAMPLES if s.name not in image_samples]
     assert sorted(users["read_llm_folder"]) == sorted(llm_samples)
     assert sorted(users["compile_llm"]) == sorted(set(llm_samples) - {"throughput.py"})
@@ -195,3 +201,5 @@ def test_shared_blocks_are_shared():
     ]
     for name in ("png", "clip_input_ids", "alphas_cumprod", "vae_scaling_factor"):
         assert sorted(users[name]) == image_samples, name
+    for name in ("read_png", "unfilter", "encode", "euler_sigmas"):
+        assert {"image_to_image.py", "inpainting.py"} <= set(users[name]), name

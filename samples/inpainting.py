@@ -1,0 +1,409 @@
+#!/usr/bin/env python3
+"""Inpainting with a Stable Diffusion 1.x/2.x IR folder: a PNG and a mask in, a PNG out.
+
+The mask's white pixels are repainted to the prompt, its black pixels kept. An
+inpainting UNet (SD 1.5 / SD 2 inpainting: 9 input channels) sees, next to the noisy
+latents, the mask and the latents of the picture with the repainted part blanked; a
+plain UNet (4 channels) inpaints too: after every step the kept part's latents are
+reset to the picture's, noised to the next step's level. The CLIP text encoder reads
+the prompt, the UNet predicts the noise with classifier-free guidance, diffusers'
+Euler scheduler (in numpy) removes it, the VAE decoder makes pixels. PNG files are
+read and written with the standard library.
+MODEL_DIR is what `optimum-cli export openvino --task inpainting` writes.
+Example: python samples/inpainting.py models/sd-inpaint photo.png mask.png "a cat"
+See also samples/image_to_image.py: the whole picture changed as far as --strength says.
+"""
+
+import argparse
+import json
+import struct
+import sys
+import time
+import zlib
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import openvino as ov
+import openvino_tokenizers  # noqa: F401  registers the tokenizer IR's string operations
+
+DEFAULT_PROMPT = "a bouquet of flowers, oil painting"
+EXPORT_HINT = "export one with optimum-cli export openvino --task inpainting"
+IMAGE_FILES = (
+    "tokenizer/openvino_tokenizer.xml",
+    "text_encoder/openvino_model.xml",
+    "unet/openvino_model.xml",
+    "vae_decoder/openvino_model.xml",
+    "scheduler/scheduler_config.json",
+    "vae_encoder/openvino_model.xml",
+)
+TEXT_POSITIONS = 77  # CLIP's context: every prompt is padded or cut to it
+VAE_SCALING_FACTOR = 0.18215  # SD 1.x and 2.x scaled their latents by it
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Bytes per pixel of an 8-bit PNG, by colour type: gray, RGB, palette index,
+# gray + alpha, RGBA.
+PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+
+
+class ImageModels(NamedTuple):
+    tokenizer: ov.Model  # [text] -> input_ids (1, tokens)
+    text_encoder: ov.Model  # input_ids (batch, 77) -> (batch, 77, hidden)
+    unet: ov.Model  # latents, timestep, text embeddings -> noise (or v)
+    vae_decoder: ov.Model
+
+
+def check_image_folder(parser, model_dir: Path) -> None:
+    """Exit (code 2) where the folder lacks one of IMAGE_FILES."""
+    for name in IMAGE_FILES:
+        if not (model_dir / name).is_file():
+            parser.error(f"no {model_dir / name}: {EXPORT_HINT}")
+
+
+def last_line(error: Exception) -> str:
+    """OpenVINO's messages end with the line that says what is wrong."""
+    return str(error).strip().splitlines()[-1]
+
+
+def read_image_models(core: ov.Core, parser, model_dir: Path) -> ImageModels:
+    """The folder's four IRs, read but not compiled; an unreadable IR exits."""
+    models = []
+    for name in IMAGE_FILES[:4]:
+        try:
+            models.append(core.read_model(model_dir / name))
+        except RuntimeError as error:
+            parser.error(f"cannot read {model_dir / name}: {last_line(error)}")
+    return ImageModels(*models)
+
+
+def read_vae_encoder(core: ov.Core, parser, model_dir: Path) -> ov.Model:
+    """The VAE encoder IR, read but not compiled; an unreadable IR exits."""
+    path = model_dir / IMAGE_FILES[5]
+    try:
+        return core.read_model(path)
+    except RuntimeError as error:
+        parser.error(f"cannot read {path}: {last_line(error)}")
+
+
+def compile_network(core: ov.Core, parser, model: ov.Model, args) -> ov.CompiledModel:
+    """A network compiled for --device (in f32 with --f32); an unfit device exits."""
+    config = {}
+    if args.f32:
+        config = {"INFERENCE_PRECISION_HINT": "f32"}
+    try:
+        return core.compile_model(model, args.device, config)
+    except RuntimeError as error:
+        parser.error(f"cannot compile for --device {args.device}: {last_line(error)}")
+
+
+def clip_input_ids(tokenizer: ov.CompiledModel, text: str, pad_token_id: int):
+    """(77,) ids of the text: padded, or cut before its EOS as transformers cuts it."""
+    # One text a call: a batch made only of empty strings comes back as one row.
+    ids = tokenizer([text])["input_ids"][0]
+    kept = np.append(ids[:-1][: TEXT_POSITIONS - 1], ids[-1])
+    input_ids = np.full(TEXT_POSITIONS, pad_token_id)
+    input_ids[: len(kept)] = kept
+    return input_ids
+
+
+def alphas_cumprod(scheduler: dict) -> np.ndarray:
+    """How much of the image is left after t noising steps, t = 0 .. train steps - 1."""
+    steps = scheduler["num_train_timesteps"]
+    start = scheduler["beta_start"]
+    end = scheduler["beta_end"]
+    if scheduler["beta_schedule"] == "scaled_linear":  # the betas' roots are linear
+        betas = np.linspace(start**0.5, end**0.5, steps, dtype=np.float32) ** 2
+    else:  # linear
+        betas = np.linspace(start, end, steps, dtype=np.float32)
+    return np.cumprod(1 - betas, dtype=np.float32)
+
+
+def euler_timesteps(scheduler: dict, steps: int) -> np.ndarray:
+    """The timesteps to denoise at, first (noisiest) first, as diffusers spaces them."""
+    train_steps = scheduler["num_train_timesteps"]
+    spacing = scheduler.get("timestep_spacing", "linspace")
+    if spacing == "linspace":
+        timesteps = np.linspace(0, train_steps - 1, steps)[::-1]
+    elif spacing == "leading":
+        offset = scheduler.get("steps_offset", 0)
+        timesteps = np.arange(steps)[::-1] * (train_steps // steps) + offset
+    else:  # trailing
+        timesteps = np.arange(train_steps, 0, -train_steps / steps).round() - 1
+    return timesteps.astype(np.float32)
+
+
+def euler_sigmas(scheduler: dict, timesteps: np.ndarray) -> np.ndarray:
+    """The noise level at each timestep (interpolated between trained ones), then 0."""
+    alphas = alphas_cumprod(scheduler)
+    trained_sigmas = ((1 - alphas) / alphas) ** 0.5
+    sigmas = np.interp(timesteps, range(len(alphas)), trained_sigmas)
+    return np.append(sigmas, 0).astype(np.float32)
+
+
+def vae_scaling_factor(model_dir: Path) -> float:
+    """What the latents were multiplied by in training: the VAE's config says."""
+    config = model_dir / "vae_decoder" / "config.json"
+    if not config.is_file():
+        return VAE_SCALING_FACTOR
+    return json.loads(config.read_text()).get("scaling_factor", VAE_SCALING_FACTOR)
+
+
+def paeth(left: int, up: int, upper_left: int) -> int:
+    """Of the three neighbours, the one nearest to left + up - upper_left."""
+    estimate = left + up - upper_left
+    distances = [abs(estimate - left), abs(estimate - up), abs(estimate - upper_left)]
+    return (left, up, upper_left)[distances.index(min(distances))]
+
+
+def unfilter(rows: np.ndarray, bpp: int) -> np.ndarray:
+    """Undo the filter each PNG row starts with: (height, 1 + bytes) -> (height, bytes).
+
+    A filter stores each byte minus a guess (modulo 256) made from the rebuilt byte bpp
+    to its left and the bytes above: 0 no guess, 1 left, 2 above, 3 their mean, 4
+    Paeth's pick. Each byte needs the one just rebuilt, so it goes byte by byte."""
+    above = [0] * (rows.shape[1] - 1)  # zeros above the first row
+    pixels = []
+    for row in rows.tolist():
+        kind, row = row[0], row[1:]
+        for x, value in enumerate(row):
+            left = row[x - bpp] if x >= bpp else 0
+            upper_left = above[x - bpp] if x >= bpp else 0
+            guesses = [0, left, above[x], (left + above[x]) // 2]
+            guesses.append(paeth(left, above[x], upper_left))
+            row[x] = (value + guesses[kind]) % 256
+        pixels.append(row)
+        above = row
+    return np.array(pixels, dtype=np.uint8)
+
+
+def read_png(parser, path: Path) -> np.ndarray:
+    """An 8-bit non-interlaced PNG -> (height, width, 3) uint8, as PIL's convert("RGB")
+    makes it: gray repeated, palette looked up, alpha dropped. Else one line, exit 2.
+
+    A PNG is a signature and chunks (length, type, data, CRC): IHDR says the size and
+    the pixel format, PLTE holds a palette, the IDATs hold the zlib-compressed rows."""
+    if not path.is_file():
+        parser.error(f"no image {path}")
+    data = path.read_bytes()
+    if not data.startswith(PNG_SIGNATURE):
+        parser.error(f"{path} is not a PNG: convert it to one (8-bit RGB)")
+    chunks = {}  # chunk type -> its data, the IDATs joined
+    offset = len(PNG_SIGNATURE)
+    while offset + 12 <= len(data):
+        length, kind = struct.unpack(">I4s", data[offset : offset + 8])
+        chunks[kind] = chunks.get(kind, b"") + data[offset + 8 : offset + 8 + length]
+        offset += 12 + length
+    if offset != len(data) or b"IEND" not in chunks:
+        parser.error(f"{path} is cut short: save it again as a PNG")
+    header = struct.unpack(">IIBBBBB", chunks[b"IHDR"])
+    width, height, depth, colour, _, _, interlaced = header
+    if depth != 8 or colour not in PNG_CHANNELS or interlaced:
+        parser.error(f"{path} is not an 8-bit non-interlaced PNG: convert it to one")
+    bpp = PNG_CHANNELS[colour]
+    try:
+        rows = np.frombuffer(zlib.decompress(chunks[b"IDAT"]), dtype=np.uint8)
+    except zlib.error:
+        parser.error(f"{path} is damaged: save it again as a PNG")
+    if rows.size != height * (1 + width * bpp) or (rows[:: 1 + width * bpp] > 4).any():
+        parser.error(f"{path} is damaged: save it again as a PNG")
+    pixels = unfilter(rows.reshape(height, -1), bpp).reshape(height, width, bpp)
+    if colour == 3:
+        palette = np.frombuffer(chunks.get(b"PLTE", b""), dtype=np.uint8)
+        if pixels.max() >= len(palette) // 3:
+            parser.error(f"{path} is damaged: save it again as a PNG")
+        return palette.reshape(-1, 3)[pixels[..., 0]]
+    if bpp <= 2:  # gray, with or without alpha
+        return np.repeat(pixels[..., :1], 3, axis=2)
+    return pixels[..., :3]
+
+
+def png(image: np.ndarray) -> bytes:
+    """(height, width, 3) uint8 -> the bytes of an RGB PNG file.
+
+    A PNG is a signature and chunks (length, type, data, CRC): IHDR says the size and
+    8-bit RGB; IDAT holds the zlib-compressed rows, each after a filter byte 0 (none);
+    IEND ends the file."""
+    height, width, _ = image.shape
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    rows = b"".join(b"\x00" + row.tobytes() for row in image)
+    chunks = [(b"IHDR", header), (b"IDAT", zlib.compress(rows)), (b"IEND", b"")]
+    data = b"\x89PNG\r\n\x1a\n"
+    for kind, body in chunks:
+        data += struct.pack(">I", len(body)) + kind + body
+        data += struct.pack(">I", zlib.crc32(kind + body))
+    return data
+
+
+def to_pixels(image: np.ndarray) -> np.ndarray:
+    """The VAE's (3, height, width) output in [-1, 1] -> (height, width, 3) uint8."""
+    scaled = np.clip(image / 2 + 0.5, 0, 1) * 255
+    return np.round(scaled).astype(np.uint8).transpose(1, 2, 0)
+
+
+def from_pixels(pixels: np.ndarray) -> np.ndarray:
+    """(height, width, 3) uint8 -> (1, 3, height, width) in [-1, 1], as the VAE
+    encoder takes pixels."""
+    return pixels.transpose(2, 0, 1)[None].astype(np.float32) / 255 * 2 - 1
+
+
+def encode(vae_encoder, image: np.ndarray, rng, scaling_factor) -> np.ndarray:
+    """(1, 3, height, width) in [-1, 1] -> latents (1, 4, height / 8, width / 8).
+
+    The encoder gives a mean and a log-variance per latent; a latent is drawn from
+    that distribution (one standard_normal from rng), as the VAE was trained, then
+    scaled as the UNet's latents were in training."""
+    parameters = vae_encoder(image)[0]  # (1, 8, height / 8, width / 8)
+    mean = parameters[:, :4]
+    std = np.exp(0.5 * np.clip(parameters[:, 4:], -30, 20))
+    noise = rng.standard_normal(mean.shape).astype(np.float32)
+    return (mean + std * noise) * scaling_factor
+
+
+def main() -> None:
+    # usage=SUPPRESS: a bad argument gives one line on stderr, not the usage text too.
+    parser = argparse.ArgumentParser(description=__doc__, usage=argparse.SUPPRESS)
+    parser.add_argument("model_dir", type=Path, help="Stable Diffusion IR folder")
+    parser.add_argument("image", type=Path, help="a PNG; sides multiples of 8")
+    parser.add_argument(
+        "mask", type=Path, help="a PNG of the same size: white repaints"
+    )
+    parser.add_argument("prompt", nargs="?", default=DEFAULT_PROMPT)
+    parser.add_argument("--strength", type=float, default=1.0, help="in (0, 1]")
+    parser.add_argument("--negative-prompt", help="what to steer away from")
+    parser.add_argument("--steps", type=int, default=20, help="at strength 1, >= 1")
+    parser.add_argument("--guidance-scale", type=float, default=7.5, help="1: none")
+    parser.add_argument("--seed", type=int, default=42, help="of all the noise")
+    parser.add_argument("--output", type=Path, default=Path("image.png"))
+    parser.add_argument("--device", default="CPU", help="CPU, GPU, NPU or AUTO")
+    parser.add_argument("--f32", action="store_true", help="exact, as diffusers")
+    args = parser.parse_args()
+    check_image_folder(parser, args.model_dir)
+    if not 0 < args.strength <= 1:  # also refuses nan
+        parser.error("--strength must be in (0, 1]")
+    if args.steps < 1:
+        parser.error("--steps must be at least 1")
+    # diffusers' get_timesteps: strength keeps the last steps * strength steps.
+    steps_run = int(args.steps * args.strength)
+    if steps_run < 1:
+        parser.error("--steps times --strength must be at least 1: raise either")
+    if args.negative_prompt and args.guidance_scale <= 1:
+        parser.error("--negative-prompt needs --guidance-scale > 1")
+    if not args.output.resolve().parent.is_dir():
+        parser.error(f"no folder for --output {args.output}")
+    pixels = read_png(parser, args.image)  # (height, width, 3) uint8
+    height, width, _ = pixels.shape
+    if height % 8 or width % 8:
+        parser.error(f"{args.image} is {width}x{height}: sides must be multiples of 8")
+    mask_pixels = read_png(parser, args.mask)
+    if mask_pixels.shape != pixels.shape:
+        parser.error(f"{args.mask} must be {width}x{height}, the image's size")
+    # Gray as PIL's convert("L") makes it (ITU-R 601 luma), then white or black at 0.5.
+    weights = np.array([19595, 38470, 7471])  # of R, G, B, in 1/65536
+    gray = (mask_pixels.astype(np.int64) @ weights + 32768) >> 16
+    repaint = (gray / 255 >= 0.5).astype(np.float32)  # (height, width): 1 repaints
+
+    # Created after `import openvino_tokenizers`, so that it reads the tokenizer.
+    core = ov.Core()
+    models = read_image_models(core, parser, args.model_dir)
+    vae_encoder_model = read_vae_encoder(core, parser, args.model_dir)
+    unet_channels = models.unet.input("sample").partial_shape[1].get_length()
+    if unet_channels not in (4, 9):
+        parser.error(f"the UNet takes {unet_channels} channels, not 4 or 9")
+    # With guidance, the UNet sees a batch of two: the negative (or empty) prompt, then
+    # the prompt. Static shapes compile faster kernels than dynamic ones.
+    batch = 1
+    if args.guidance_scale > 1:
+        batch = 2
+    latent_shape = [1, 4, height // 8, width // 8]
+    models.text_encoder.reshape({"input_ids": [batch, TEXT_POSITIONS]})
+    models.vae_decoder.reshape({"latent_sample": latent_shape})
+    vae_encoder_model.reshape({"sample": [1, 3, height, width]})
+    # Linspace spacing makes fractional timesteps: the UNet takes them as floats.
+    models.unet.input("timestep").get_node().set_element_type(ov.Type.f32)
+    hidden = models.text_encoder.output(0).partial_shape  # (batch, 77, hidden)
+    models.unet.reshape(
+        {
+            "sample": [batch, unet_channels, *latent_shape[2:]],
+            "timestep": [batch],
+            "encoder_hidden_states": hidden,
+        }
+    )
+    text_encoder = compile_network(core, parser, models.text_encoder, args)
+    unet = compile_network(core, parser, models.unet, args)
+    vae_decoder = compile_network(core, parser, models.vae_decoder, args)
+    vae_encoder = compile_network(core, parser, vae_encoder_model, args)
+    # The string operations run on the CPU only, whatever --device says.
+    tokenizer = core.compile_model(models.tokenizer, "CPU")
+
+    pad_token_id = models.tokenizer.get_rt_info()["pad_token_id"].astype(int)
+    texts = [args.prompt]
+    if batch == 2:
+        texts = [args.negative_prompt or "", args.prompt]
+    input_ids = np.stack([clip_input_ids(tokenizer, t, pad_token_id) for t in texts])
+    text_embeddings = text_encoder(input_ids)[0]  # (batch, 77, hidden)
+
+    # diffusers' EulerDiscreteScheduler, configured by scheduler_config.json; strength
+    # skips the first (noisiest) steps.
+    scheduler = json.loads((args.model_dir / IMAGE_FILES[4]).read_text())
+    timesteps = euler_timesteps(scheduler, args.steps)
+    sigmas = euler_sigmas(scheduler, timesteps)
+    first = args.steps - steps_run
+    # The random numbers come in diffusers' order: the picture's encoder noise (where
+    # the picture is encoded), the added noise, the masked picture's encoder noise.
+    rng = np.random.default_rng(args.seed)
+    scaling_factor = np.float32(vae_scaling_factor(args.model_dir))
+    picture = from_pixels(pixels)
+    if args.strength < 1 or unet_channels == 4:
+        image_latents = encode(vae_encoder, picture, rng, scaling_factor)
+    noise = rng.standard_normal(latent_shape).astype(np.float32)
+    if args.strength < 1:  # the picture, noised to the first kept step's level
+        latents = image_latents + noise * sigmas[first]
+    elif scheduler.get("timestep_spacing", "linspace") == "leading":
+        latents = noise * np.sqrt(sigmas[0] ** 2 + 1)  # "leading" counts unit variance
+    else:
+        latents = noise * sigmas[0]
+    # The mask on the latent grid: the pixel at each 8x8 cell's top left, as diffusers'
+    # nearest-neighbour interpolation picks it.
+    mask = repaint[None, None, ::8, ::8]  # (1, 1, height / 8, width / 8)
+    if unet_channels == 9:
+        masked_image = picture * (1 - repaint)  # the repainted part blanked (0: gray)
+        masked_latents = encode(vae_encoder, masked_image, rng, scaling_factor)
+    v_prediction = scheduler.get("prediction_type") == "v_prediction"  # SD 2.x
+    for i in range(first, args.steps):
+        start = time.perf_counter()
+        sigma = sigmas[i]
+        # The UNet was trained on inputs of unit variance.
+        scaled = latents / np.sqrt(sigma**2 + 1)
+        if unet_channels == 9:  # it also sees what to repaint, and what is kept
+            scaled = np.concatenate([scaled, mask, masked_latents], axis=1)
+        unet_input = np.repeat(scaled, batch, axis=0)
+        output = unet([unet_input, np.full(batch, timesteps[i]), text_embeddings])[0]
+        if batch == 2:  # guidance: from the negative prompt's towards the prompt's
+            unconditional = output[:1]
+            guidance = np.float32(args.guidance_scale)
+            output = unconditional + guidance * (output[1:] - unconditional)
+        # Euler: predict the clean latents, then step to the next noise level.
+        if v_prediction:
+            pred_original_sample = output * (-sigma / np.sqrt(sigma**2 + 1)) + (
+                latents / (sigma**2 + 1)
+            )
+        else:  # the UNet predicts the noise
+            pred_original_sample = latents - sigma * output
+        derivative = (latents - pred_original_sample) / sigma
+        dt = sigmas[i + 1] - sigma
+        latents = latents + derivative * dt
+        if unet_channels == 4:  # the kept part: the picture at the next noise level
+            kept = image_latents + noise * sigmas[i + 1]
+            latents = (1 - mask) * kept + mask * latents
+        seconds = time.perf_counter() - start
+        print(f"step {i - first + 1}/{steps_run}: {seconds:.3f} s", file=sys.stderr)
+
+    image = vae_decoder(latents / scaling_factor)[0][0]  # (3, height, width)
+    args.output.write_bytes(png(to_pixels(image)))
+    print(f"wrote {args.output}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit(130)  # Ctrl-C: the shell's code for an interrupt, and no traceback
