@@ -239,8 +239,8 @@ def to_pixels(image: np.ndarray) -> np.ndarray:
 
 
 def from_pixels(pixels: np.ndarray) -> np.ndarray:
-    """(height, width, 3) uint8 -> the VAE encoder's input (1, 3, height, width):
-    [-1, 1]."""
+    """(height, width, 3) uint8 -> (1, 3, height, width) in [-1, 1], as the VAE
+    encoder takes pixels."""
     return pixels.transpose(2, 0, 1)[None].astype(np.float32) / 255 * 2 - 1
 
 
