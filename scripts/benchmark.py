@@ -22,6 +22,10 @@ figures, and its peak RSS (VmHWM) is its own.
   image         seconds per denoising step (steps after the first) at 512x512, 20 steps,
                 on the tiny SD model; the floor: the UNet's own inference (batch 2,
                 static shapes), timed right after each run
+  img2img       the same for image_to_image.py (strength 0.8: 16 steps) against genai's
+                Image2ImagePipeline, on a synthetic 512x512 picture
+  inpaint       the same for inpainting.py (strength 1.0) on the tiny 9-channel
+                inpainting model against genai's InpaintingPipeline, a disc as the mask
 --quick runs the tiny fixtures with short prompts, once: it shows that everything runs
 (the tests use it).
 Needs scripts/requirements.txt (openvino-genai). Example: python scripts/benchmark.py
@@ -33,10 +37,12 @@ import json
 import os
 import shutil
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +76,20 @@ if task["kind"] == "image":
     pipe.generate(task["prompt"], width=task["size"], height=task["size"], num_inference_steps=task["steps"],
                   rng_seed=42)
     metrics = pipe.get_performance_metrics()
+if task["kind"] in ("img2img", "inpaint"):
+    import numpy as np
+    import openvino as ov
+    image = ov.Tensor(np.load(task["image"]))  # (1, height, width, 3) uint8
+    if task["kind"] == "img2img":
+        pipe = openvino_genai.Image2ImagePipeline(task["model"], "CPU")
+        pipe.generate(task["prompt"], image, strength=task["strength"], num_inference_steps=task["steps"],
+                      rng_seed=42)
+    else:
+        pipe = openvino_genai.InpaintingPipeline(task["model"], "CPU")
+        pipe.generate(task["prompt"], image, ov.Tensor(np.load(task["mask"])), strength=task["strength"],
+                      num_inference_steps=task["steps"], rng_seed=42)
+    metrics = pipe.get_performance_metrics()
+if task["kind"] in ("image", "img2img", "inpaint"):
     print(json.dumps({"step_s": metrics.get_first_and_other_iter_duration()[1] / 1000,
                       "unet_s": metrics.get_first_and_other_unet_infer_duration()[1] / 1000}))
 else:
@@ -89,7 +109,7 @@ TEXT = (
     "The lighthouse keeper climbed the spiral stairs every evening at dusk, trimmed the wick, polished the great "
     "lens and watched the beam sweep across the dark water, counting the ships that passed the rocks. "
 )
-PARTS = ["greedy", "beam", "throughput", "image"]
+PARTS = ["greedy", "beam", "throughput", "image", "img2img", "inpaint"]
 THROUGHPUT_PROMPTS = [
     "Once upon a time",
     "The capital of France is",
@@ -163,16 +183,49 @@ def prompt_of(model: Path, tokens: int) -> str:
     )
 
 
+def write_png(path: Path, pixels: np.ndarray) -> None:
+    """(height, width, 3) uint8 -> an RGB PNG file (no filters), for the samples' input."""
+    height, width, _ = pixels.shape
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    rows = b"".join(b"\x00" + row.tobytes() for row in pixels)
+    data = b"\x89PNG\r\n\x1a\n"
+    for kind, body in (
+        (b"IHDR", header),
+        (b"IDAT", zlib.compress(rows)),
+        (b"IEND", b""),
+    ):
+        data += struct.pack(">I", len(body)) + kind + body
+        data += struct.pack(">I", zlib.crc32(kind + body))
+    path.write_bytes(data)
+
+
+def picture_and_mask(scratch: Path, size: int) -> dict:
+    """A synthetic picture (gradients and a disc) and a mask (the disc, white), as PNG
+    files for the samples and as (1, size, size, 3) arrays for genai."""
+    y, x = np.mgrid[:size, :size] * (256 / size)
+    disc = (x - 128) ** 2 + (y - 110) ** 2 < 60**2
+    picture = np.stack([x, y, np.where(disc, 230, 40)], axis=-1).astype(np.uint8)
+    mask = np.repeat(np.where(disc, 255, 0)[..., None], 3, axis=2).astype(np.uint8)
+    files = {}
+    for name, pixels in (("image", picture), ("mask", mask)):
+        write_png(scratch / f"{name}.png", pixels)
+        np.save(scratch / f"{name}.npy", pixels[None])
+        files[name] = scratch / f"{name}.png"
+        files[f"{name} array"] = str(scratch / f"{name}.npy")
+    return files
+
+
 def unet_floor(model: Path, size: int) -> float:
     """Seconds of one UNet inference as the sample runs it (batch 2, static shapes, f32
     timestep), median of 10."""
     core = ov.Core()
     unet = core.read_model(model / "unet" / "openvino_model.xml")
     hidden = unet.input("encoder_hidden_states").partial_shape[2].get_length()
+    channels = unet.input("sample").partial_shape[1].get_length()  # 9: inpainting
     unet.input("timestep").get_node().set_element_type(ov.Type.f32)
     unet.reshape(
         {
-            "sample": [2, 4, size // 8, size // 8],
+            "sample": [2, channels, size // 8, size // 8],
             "timestep": [2],
             "encoder_hidden_states": [2, 77, hidden],
         }
@@ -180,7 +233,7 @@ def unet_floor(model: Path, size: int) -> float:
     request = core.compile_model(unet, "CPU").create_infer_request()
     inputs = [
         np.random.default_rng(0)
-        .standard_normal((2, 4, size // 8, size // 8))
+        .standard_normal((2, channels, size // 8, size // 8))
         .astype(np.float32),
         np.full(2, 500, np.float32),
         np.zeros((2, 77, hidden), np.float32),
@@ -263,6 +316,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--sd-model", type=Path, default=REPO / "tests" / "data" / "tiny-sd" / "ir"
+    )
+    parser.add_argument(
+        "--inpaint-model",
+        type=Path,
+        default=REPO / "tests" / "data" / "tiny-inpaint" / "ir",
+        help="an inpainting (9-channel UNet) folder",
     )
     parser.add_argument(
         "--runs",
@@ -488,20 +547,43 @@ def main() -> None:
                 "tokens/s, higher is better",
             )
 
-    if "image" in args.parts:
+    inputs = picture_and_mask(scratch, size)
+    image_parts = {
+        "image": ("stable_diffusion.py", args.sd_model, [], {}),
+        "img2img": (
+            "image_to_image.py",
+            args.sd_model,
+            [inputs["image"]],
+            {"image": inputs["image array"], "strength": 0.8},
+        ),
+        "inpaint": (
+            "inpainting.py",
+            args.inpaint_model,
+            [inputs["image"], inputs["mask"]],
+            {
+                "image": inputs["image array"],
+                "mask": inputs["mask array"],
+                "strength": 1.0,
+            },
+        ),
+    }
+    for part, (name, image_model, pictures, task) in image_parts.items():
+        if part not in args.parts:
+            continue
         results = {"ours": [], "paged": [], "floor": [], "rss": [], "genai rss": []}
-        image = scratch / "image.png"
+        image = scratch / "image-out.png"
+        size_args = []
+        if part == "image":
+            size_args = ["--width", size, "--height", size]
         for run_index in range(warm_up + runs):
             _, stderr, rss, _ = sample(
-                "stable_diffusion.py",
-                args.sd_model,
+                name,
+                image_model,
+                *pictures,
                 "a lighthouse at sunset",
                 "--steps",
                 steps,
-                "--width",
-                size,
-                "--height",
-                size,
+                *size_args,
                 "--output",
                 image,
             )
@@ -512,14 +594,15 @@ def main() -> None:
             ]
             result, genai_rss = genai(
                 {
-                    "kind": "image",
-                    "model": str(args.sd_model),
+                    "kind": part,
+                    "model": str(image_model),
                     "prompt": "a lighthouse at sunset",
                     "size": size,
                     "steps": steps,
+                    **task,
                 }
             )
-            floor = unet_floor(args.sd_model, size)
+            floor = unet_floor(image_model, size)
             if run_index >= warm_up:
                 results["ours"].append(statistics.median(step_times[1:]))
                 results["paged"].append(result["step_s"])
@@ -527,27 +610,27 @@ def main() -> None:
                 results["rss"].append(rss)
                 results["genai rss"].append(genai_rss)
         table.add(
-            f"image, {size}x{size}, {steps} steps, per step after the first",
+            f"{part} ({name}), {size}x{size}, {steps} steps, per step after the first",
             results["ours"],
             results["paged"],
             None,
             "s, lower is better",
         )
         table.add(
-            "image, the UNet's own inference (the floor)",
+            f"{part}, the UNet's own inference (the floor)",
             results["floor"],
             None,
             None,
             "s",
         )
         table.add(
-            "image, per step / floor",
+            f"{part}, per step / floor",
             [mine / floor for mine, floor in zip(results["ours"], results["floor"])],
             None,
             None,
             "ratio, run by run",
         )
-        table.add("image, peak RSS", results["rss"], results["genai rss"], None, "MB")
+        table.add(f"{part}, peak RSS", results["rss"], results["genai rss"], None, "MB")
     shutil.rmtree(scratch)
     print(table)
 
