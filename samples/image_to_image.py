@@ -193,13 +193,15 @@ def read_png(parser, path: Path) -> np.ndarray:
         offset += 12 + length
     if offset != len(data) or b"IEND" not in chunks:
         parser.error(f"{path} is cut short: save it again as a PNG")
+    if len(chunks.get(b"IHDR", b"")) != 13:
+        parser.error(f"{path} is damaged: save it again as a PNG")
     header = struct.unpack(">IIBBBBB", chunks[b"IHDR"])
     width, height, depth, colour, _, _, interlaced = header
     if depth != 8 or colour not in PNG_CHANNELS or interlaced:
         parser.error(f"{path} is not an 8-bit non-interlaced PNG: convert it to one")
     bpp = PNG_CHANNELS[colour]
     try:
-        rows = np.frombuffer(zlib.decompress(chunks[b"IDAT"]), dtype=np.uint8)
+        rows = np.frombuffer(zlib.decompress(chunks.get(b"IDAT", b"")), dtype=np.uint8)
     except zlib.error:
         parser.error(f"{path} is damaged: save it again as a PNG")
     if rows.size != height * (1 + width * bpp) or (rows[:: 1 + width * bpp] > 4).any():

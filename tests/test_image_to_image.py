@@ -148,18 +148,35 @@ def bad_png(tmp_path, problem: str):
     elif problem == "truncated":
         data = png_file(picture, 2)
         path.write_bytes(data[: len(data) // 2])
+    elif problem == "no image data":  # IHDR, then IEND: no IDAT
+        data = png_file(picture, 2)
+        start = data.index(b"IDAT") - 4
+        end = start + 12 + int.from_bytes(data[start : start + 4], "big")
+        path.write_bytes(data[:start] + data[end:])
+    elif problem == "no header":
+        path.write_bytes(png_file(picture, 2)[:8] + png_file(picture, 2)[33:])
     elif problem == "not a multiple of 8":
         path.write_bytes(png_file(np.zeros((60, 64, 3), dtype=np.uint8), 2))
     return path
 
 
-PNG_PROBLEMS = ["not a PNG", "interlaced", "16-bit", "truncated", "not a multiple of 8"]
+PNG_PROBLEMS = [
+    "no image data",
+    "no header",
+    "not a PNG",
+    "interlaced",
+    "16-bit",
+    "truncated",
+    "not a multiple of 8",
+]
 BAD_INPUTS = {
     "image not found": (["--strength", "0.5"], "no image"),
     "not a PNG": ([], "is not a PNG"),
     "interlaced": ([], "8-bit non-interlaced"),
     "16-bit": ([], "8-bit non-interlaced"),
     "truncated": ([], "cut short"),
+    "no image data": ([], "damaged"),
+    "no header": ([], "damaged"),
     "not a multiple of 8": ([], "multiples of 8"),
     "zero strength": (["--strength", "0"], "--strength"),
     "strength above 1": (["--strength", "1.5"], "--strength"),
