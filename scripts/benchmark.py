@@ -86,8 +86,9 @@ if task["kind"] in ("img2img", "inpaint"):
                       rng_seed=42)
     else:
         pipe = openvino_genai.InpaintingPipeline(task["model"], "CPU")
+        # The picture's size, given: the pipeline would otherwise make the UNet's default size.
         pipe.generate(task["prompt"], image, ov.Tensor(np.load(task["mask"])), strength=task["strength"],
-                      num_inference_steps=task["steps"], rng_seed=42)
+                      num_inference_steps=task["steps"], rng_seed=42, width=task["size"], height=task["size"])
     metrics = pipe.get_performance_metrics()
 if task["kind"] in ("image", "img2img", "inpaint"):
     print(json.dumps({"step_s": metrics.get_first_and_other_iter_duration()[1] / 1000,
