@@ -267,7 +267,7 @@ def main() -> None:
     parser.add_argument("prompt", nargs="?", default=DEFAULT_PROMPT)
     parser.add_argument("--strength", type=float, default=0.8, help="in (0, 1]")
     parser.add_argument("--negative-prompt", help="what to steer away from")
-    parser.add_argument("--steps", type=int, default=20, help="at strength 1, >= 1")
+    parser.add_argument("--steps", type=int, default=20, help="full schedule, >= 1")
     parser.add_argument("--guidance-scale", type=float, default=7.5, help="1: none")
     parser.add_argument("--seed", type=int, default=42, help="of all the noise")
     parser.add_argument("--output", type=Path, default=Path("image.png"))

@@ -271,7 +271,7 @@ def main() -> None:
     parser.add_argument("prompt", nargs="?", default=DEFAULT_PROMPT)
     parser.add_argument("--strength", type=float, default=1.0, help="in (0, 1]")
     parser.add_argument("--negative-prompt", help="what to steer away from")
-    parser.add_argument("--steps", type=int, default=20, help="at strength 1, >= 1")
+    parser.add_argument("--steps", type=int, default=20, help="full schedule, >= 1")
     parser.add_argument("--guidance-scale", type=float, default=7.5, help="1: none")
     parser.add_argument("--seed", type=int, default=42, help="of all the noise")
     parser.add_argument("--output", type=Path, default=Path("image.png"))
@@ -367,7 +367,8 @@ def main() -> None:
     # nearest-neighbour interpolation picks it.
     mask = repaint[None, None, ::8, ::8]  # (1, 1, height / 8, width / 8)
     if unet_channels == 9:
-        masked_image = picture * (1 - repaint)  # the repainted part blanked (0: gray)
+        # The picture with the part to repaint blanked (0 is mid-gray).
+        masked_image = picture * (1 - repaint)
         masked_latents = encode(vae_encoder, masked_image, rng, scaling_factor)
     v_prediction = scheduler.get("prediction_type") == "v_prediction"  # SD 2.x
     for i in range(first, args.steps):
