@@ -36,7 +36,9 @@ def test_quick_benchmark_prints_every_figure_for_both_sides():
         "greedy decode",
         "beam search wall time",
         "throughput",
-        "image, 64x64",
+        "image (stable_diffusion.py), 64x64",
+        "img2img (image_to_image.py), 64x64",
+        "inpaint (inpainting.py), 64x64",
     ):
         found = [row for row in rows if row.startswith(f"| {kind}")]
         assert found, kind
@@ -48,7 +50,8 @@ def test_quick_benchmark_prints_every_figure_for_both_sides():
     # 2 prompt lengths x 2 precisions x 2 samples (greedy.py, paged_attention.py)
     assert sum(row.startswith("| greedy decode") for row in rows) == 8
     assert sum("paged_attention.py" in row for row in rows) == 12
-    assert any(row.startswith("| image, per step / floor") for row in rows)
+    for part in ("image", "img2img", "inpaint"):
+        assert any(row.startswith(f"| {part}, per step / floor") for row in rows)
     assert any(
         row.startswith("| throughput") and "continuous_batching.py" in row
         for row in rows
