@@ -34,6 +34,8 @@ FAMILIES = REPO / "tests" / "data" / "families"  # scripts/tiny_families.py
 TINY_SD = REPO / "tests" / "data" / "tiny-sd"
 TINY_LCM = REPO / "tests" / "data" / "tiny-lcm"
 TINY_INPAINT = REPO / "tests" / "data" / "tiny-inpaint"  # scripts/tiny_inpaint.py
+TINY_WHISPER = REPO / "tests" / "data" / "tiny-whisper"  # scripts/tiny_whisper.py
+WHISPER_MODEL = REPO / "models" / "whisper-tiny.en"  # scripts/prepare_whisper.py
 DEFAULT_MODEL = REPO / "models" / "SmolLM2-135M-Instruct"
 # Prompts for the real model in one batch: ASCII, Chinese, emoji, code.
 REAL_BATCH_PROMPTS = [

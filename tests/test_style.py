@@ -32,6 +32,7 @@ BUDGETS = {
     "lcm.py": 177,  # asked: 150
     "image_to_image.py": 268,  # asked: 170
     "inpainting.py": 296,  # asked: 180
+    "whisper.py": 164,  # asked: 150
 }
 
 
@@ -190,7 +191,9 @@ def test_shared_blocks_are_shared():
         "lcm.py",
         "stable_diffusion.py",
     ]
-    llm_samples = [s.name for s in SAMPLES if s.name not in image_samples]
+    llm_samples = [
+        s.name for s in SAMPLES if s.name not in [*image_samples, "whisper.py"]
+    ]
     assert sorted(users["read_llm_folder"]) == sorted(llm_samples)
     assert sorted(users["compile_llm"]) == sorted(set(llm_samples) - {"throughput.py"})
     assert len(users["stream"]) >= 6
