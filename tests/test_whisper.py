@@ -10,6 +10,7 @@ model.bin, for the converter.
 """
 
 import json
+import shutil
 import wave
 
 import numpy as np
@@ -63,6 +64,40 @@ def test_tiny_whisper_matches_transformers(name, tmp_path):
     assert run.returncode == 0, run.stderr
     assert run.stdout == detokenize(IR, case["tokens"]) + "\n"
     assert f" s of audio, {len(case['tokens'])} tokens in " in run.stderr
+
+
+MULTILINGUAL = read_cases(
+    TINY_WHISPER / "expected_multilingual.json", "tiny_whisper.py"
+)
+
+
+def multilingual_copy(tmp_path):
+    """The tiny IR whose generation_config.json makes it multilingual."""
+    folder = tmp_path / "multilingual"
+    shutil.copytree(IR, folder)
+    config = json.loads((folder / "generation_config.json").read_text())
+    config.update(MULTILINGUAL["generation_config"])
+    (folder / "generation_config.json").write_text(json.dumps(config))
+    return folder
+
+
+@pytest.mark.parametrize("language", ["en", "de"])
+def test_multilingual_model_starts_with_language_and_task(language, tmp_path):
+    """transformers' generate(language=..., task="transcribe") tokens for fox.wav."""
+    tokens = MULTILINGUAL["tokens"][language]
+    wav = case_wav(["fox.wav"], tmp_path / "fox.wav")
+    model = multilingual_copy(tmp_path)
+    run = run_sample("whisper.py", model, wav, "--language", language, "--f32")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == detokenize(IR, tokens) + "\n"
+    assert f" s of audio, {len(tokens)} tokens in " in run.stderr
+
+
+def test_unknown_language_gives_one_line_and_exit_code_2(tmp_path):
+    wav = case_wav(["fox.wav"], tmp_path / "fox.wav")
+    model = multilingual_copy(tmp_path)
+    run = run_sample("whisper.py", model, wav, "--language", "xx")
+    check_bad_input(run, "the model knows no language xx")
 
 
 def bad_wav(tmp_path, problem: str):
@@ -251,3 +286,5 @@ def test_committed_tiny_whisper_is_what_the_script_builds(tmp_path):
     for name in ("openvino_encoder_model.xml", "openvino_decoder_model.xml"):
         assert constants(rebuilt / "ir" / name) == constants(IR / name), name
     assert json.loads((rebuilt / "expected.json").read_text()) == CASES
+    multilingual = (rebuilt / "expected_multilingual.json").read_text()
+    assert json.loads(multilingual) == MULTILINGUAL
