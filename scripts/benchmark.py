@@ -26,6 +26,10 @@ figures, and its peak RSS (VmHWM) is its own.
                 Image2ImagePipeline, on a synthetic 512x512 picture
   inpaint       the same for inpainting.py (strength 1.0) on the tiny 9-channel
                 inpainting model against genai's InpaintingPipeline, a disc as the mask
+  whisper       real-time factor (seconds of transcribing per second of audio, from
+                the first window's features to the last token) of whisper.py and of
+                genai's WhisperPipeline.generate() on Whisper tiny.en, 26 s of eSpeak
+                speech (scripts/speak.py); --quick: the tiny fixture
 --quick runs the tiny fixtures with short prompts, once: it shows that everything runs
 (the tests use it).
 Needs scripts/requirements.txt (openvino-genai). Example: python scripts/benchmark.py
@@ -35,6 +39,7 @@ Needs scripts/requirements.txt (openvino-genai). Example: python scripts/benchma
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import struct
@@ -90,10 +95,20 @@ if task["kind"] in ("img2img", "inpaint"):
         pipe.generate(task["prompt"], image, ov.Tensor(np.load(task["mask"])), strength=task["strength"],
                       num_inference_steps=task["steps"], rng_seed=42, width=task["size"], height=task["size"])
     metrics = pipe.get_performance_metrics()
+if task["kind"] == "whisper":
+    import wave
+    import numpy as np
+    with wave.open(task["wav"]) as file:
+        audio = np.frombuffer(file.readframes(file.getnframes()), "<i2").astype(np.float32) / 32768
+    pipe = openvino_genai.WhisperPipeline(task["model"], "CPU")
+    start = time.perf_counter()
+    result = pipe.generate(audio.tolist())
+    seconds = time.perf_counter() - start
+    print(json.dumps({"rtf": seconds / (len(audio) / 16000), "text": result.texts[0]}))
 if task["kind"] in ("image", "img2img", "inpaint"):
     print(json.dumps({"step_s": metrics.get_first_and_other_iter_duration()[1] / 1000,
                       "unet_s": metrics.get_first_and_other_unet_infer_duration()[1] / 1000}))
-else:
+elif task["kind"] != "whisper":
     pipe = openvino_genai.LLMPipeline(task["model"], "CPU", **task["properties"])
     config = openvino_genai.GenerationConfig(max_new_tokens=task["max_new_tokens"], ignore_eos=True,
                                              apply_chat_template=False, **task["generation"])
@@ -110,7 +125,14 @@ TEXT = (
     "The lighthouse keeper climbed the spiral stairs every evening at dusk, trimmed the wick, polished the great "
     "lens and watched the beam sweep across the dark water, counting the ships that passed the rocks. "
 )
-PARTS = ["greedy", "beam", "throughput", "image", "img2img", "inpaint"]
+WHISPER_SPEECH = [
+    "The lighthouse keeper climbed the spiral stairs every evening at dusk.",
+    "He trimmed the wick and polished the great lens.",
+    "Then he watched the beam sweep across the dark water,",
+    "counting the ships that passed the rocks.",
+    "In the morning he wrote everything down in a small blue book.",
+]
+PARTS = ["greedy", "beam", "throughput", "image", "img2img", "inpaint", "whisper"]
 THROUGHPUT_PROMPTS = [
     "Once upon a time",
     "The capital of France is",
@@ -317,6 +339,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--sd-model", type=Path, default=REPO / "tests" / "data" / "tiny-sd" / "ir"
+    )
+    parser.add_argument(
+        "--whisper-model",
+        type=Path,
+        default=REPO / "models" / "whisper-tiny.en",
+        help="a Whisper folder (scripts/prepare_whisper.py)",
     )
     parser.add_argument(
         "--inpaint-model",
@@ -632,6 +660,34 @@ def main() -> None:
             "ratio, run by run",
         )
         table.add(f"{part}, peak RSS", results["rss"], results["genai rss"], None, "MB")
+    if "whisper" in args.parts:
+        from speak import speak, write_wav
+
+        whisper_model = args.whisper_model
+        if args.quick:
+            whisper_model = REPO / "tests" / "data" / "tiny-whisper" / "ir"
+        wav = scratch / "speech.wav"
+        write_wav(wav, speak(" ".join(WHISPER_SPEECH)))
+        results = {"ours": [], "genai": [], "rss": [], "genai rss": []}
+        for run_index in range(warm_up + runs):
+            _, stderr, rss, _ = sample("whisper.py", whisper_model, wav)
+            result, genai_rss = genai(
+                {"kind": "whisper", "model": str(whisper_model), "wav": str(wav)}
+            )
+            if run_index >= warm_up:
+                factor = re.search(r"real-time factor ([\d.]+)", stderr).group(1)
+                results["ours"].append(float(factor))
+                results["genai"].append(result["rtf"])
+                results["rss"].append(rss)
+                results["genai rss"].append(genai_rss)
+        table.add(
+            f"whisper (whisper.py), {whisper_model.name}, real-time factor",
+            results["ours"],
+            results["genai"],
+            None,
+            "lower is better",
+        )
+        table.add("whisper, peak RSS", results["rss"], results["genai rss"], None, "MB")
     shutil.rmtree(scratch)
     print(table)
 

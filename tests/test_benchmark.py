@@ -39,6 +39,7 @@ def test_quick_benchmark_prints_every_figure_for_both_sides():
         "image (stable_diffusion.py), 64x64",
         "img2img (image_to_image.py), 64x64",
         "inpaint (inpainting.py), 64x64",
+        "whisper (whisper.py)",
     ):
         found = [row for row in rows if row.startswith(f"| {kind}")]
         assert found, kind
