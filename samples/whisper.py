@@ -185,18 +185,23 @@ def main() -> None:
     printed = ""  # the transcript's text on stdout so far
     for offset in range(0, len(samples), WINDOW):
         features = log_mel(samples[offset : offset + WINDOW], filters)
-        audio_states = encoder(features[None])[0]  # (1, 1500, hidden)
+        # The encoder's output stays the decoder's input for the whole window: set once,
+        # it is not copied again at every step.
+        audio_states = ov.Tensor(encoder(features[None])[0])  # (1, 1500, hidden)
+        request.set_tensor("encoder_hidden_states", audio_states)
         request.reset_state()  # a new window: nothing cached
         new_ids = forced
         length = len(forced)  # the positions the decoder has seen in this window
         while length < config.get("max_length", 448):
-            request.infer(
+            request.start_async(
                 {
                     "input_ids": np.array([new_ids], dtype=np.int64),
-                    "encoder_hidden_states": audio_states,
                     "beam_idx": np.zeros(1, dtype=np.int32),
                 }
             )
+            # While the decoder computes the next token, print the ones before it.
+            printed = stream(detokenizer, tokens, printed)
+            request.wait()
             logits = request.get_tensor("logits").data[0, -1].copy()
             # The first token may not be a space or the end; some never come.
             if length == len(forced):
@@ -207,7 +212,6 @@ def main() -> None:
             if next_token == end_of_text:
                 break
             tokens.append(next_token)
-            printed = stream(detokenizer, tokens, printed)
             new_ids = [next_token]
             length += 1
     print(decode(detokenizer, tokens)[len(printed) :], flush=True)
