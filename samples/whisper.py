@@ -44,6 +44,16 @@ CONVERT_HINT = "convert it with ffmpeg -i IN -ar 16000 -ac 1 -c:a pcm_s16le OUT.
 F32_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32"}
 
 
+def read_json(parser, path: Path) -> dict:
+    """A JSON file of the model folder, {} where there is none; a broken one exits."""
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        parser.error(f"cannot read {path}: {error}")
+
+
 def last_line(error: Exception) -> str:
     """OpenVINO's messages end with the line that says what is wrong."""
     return str(error).strip().splitlines()[-1]
@@ -147,10 +157,9 @@ def main() -> None:
         if not (model_dir / name).is_file():
             parser.error(f"no {model_dir / name}: {EXPORT_HINT}")
     samples = read_wav(parser, args.wav)
-    config = json.loads((model_dir / "generation_config.json").read_text())
-    if config.get("is_multilingual") and f"<|{args.language}|>" not in config.get(
-        "lang_to_id", {}
-    ):
+    config = read_json(parser, model_dir / "generation_config.json")
+    languages = config.get("lang_to_id", {})
+    if config.get("is_multilingual") and f"<|{args.language}|>" not in languages:
         parser.error(f"the model knows no language {args.language}")
 
     # Created after `import openvino_tokenizers`, so that it reads the detokenizer.

@@ -126,6 +126,7 @@ BAD_INPUTS = {
     "an LLM folder": "openvino_encoder_model.xml: run scripts/prepare_whisper.py",
     "no decoder": "openvino_decoder_model.xml",
     "truncated decoder": "cannot read",
+    "broken generation_config.json": "cannot read",
     "unknown device": "--device TPU",
 }
 
@@ -145,6 +146,10 @@ def test_bad_input_gives_one_line_and_exit_code_2(name, tmp_path):
         model = copy_without(IR, "openvino_decoder_model.xml", tmp_path / "m")
     elif name == "truncated decoder":
         model = copy_with_truncated(IR, "openvino_decoder_model.xml", tmp_path / "m")
+    elif name == "broken generation_config.json":
+        model = tmp_path / "m"
+        shutil.copytree(IR, model)
+        (model / "generation_config.json").write_text("{not json")
     elif name == "unknown device":
         args = ["--device", "TPU"]
     check_bad_input(run_sample("whisper.py", model, wav, *args), BAD_INPUTS[name])
