@@ -175,6 +175,11 @@ def main() -> None:
     # decoder's state, and the encoder's keys and values are computed once a window.
     if "beam_idx" not in decoder_model.inputs[-1].get_names():
         parser.error(f"{model_dir} holds no stateful decoder: {EXPORT_HINT}")
+    # Static shapes compile faster kernels than dynamic ones: one window of features,
+    # and its 1500 encoder states, at a time.
+    encoder_model.reshape([1, N_MELS, WINDOW // HOP])
+    states_shape = encoder_model.output(0).partial_shape  # (1, 1500, hidden)
+    decoder_model.reshape({"encoder_hidden_states": states_shape})
     device_config = F32_CONFIG if args.f32 else {}
     try:
         encoder = core.compile_model(encoder_model, args.device, device_config)
