@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -60,8 +61,9 @@ CASES = {
 }
 
 
-def write_inputs(folder: Path) -> None:
-    """Pictures with edges and gradients, in the PNG kinds the cases read."""
+def write_pictures(folder: Path) -> Image.Image:
+    """wide.png (96x64), rgb.png (its middle 64x64) and palette.png: edges and
+    gradients. Returns the 64x64 picture."""
     y, x = np.mgrid[:64, :96]
     disc = (x - 40) ** 2 + (y - 30) ** 2 < 18**2
     picture = np.stack([x * 2, y * 3, np.where(disc, 230, 40)], axis=-1)
@@ -70,25 +72,44 @@ def write_inputs(folder: Path) -> None:
     wide.save(folder / "wide.png")
     square.save(folder / "rgb.png")
     square.quantize(32).save(folder / "palette.png")
+    return square
+
+
+def write_inputs(folder: Path) -> None:
+    """Pictures with edges and gradients, in the PNG kinds the cases read."""
+    square = write_pictures(folder)
+    x = np.arange(64)[None, :].repeat(64, axis=0)
     rgba = square.copy()
-    rgba.putalpha(Image.fromarray((x[:, :64] * 4 % 256).astype(np.uint8)))
+    rgba.putalpha(Image.fromarray((x * 4 % 256).astype(np.uint8)))
     rgba.save(folder / "rgba.png")
 
 
-def expected_image(pipeline, case: dict, image: Image.Image) -> np.ndarray:
-    """diffusers' image for a case, given the sample's random numbers in its order."""
-    rng = np.random.default_rng(case["seed"])
+@contextmanager
+def numpy_noise(seed: int, pipeline_module):
+    """diffusers draws through randn_tensor, imported into the VAE's module (the
+    encoder's sample) and into the pipeline's module: while this lasts, both draw the
+    sample's numbers, standard_normal from one numpy default_rng(seed), in turn."""
+    rng = np.random.default_rng(seed)
 
     def sample_noise(shape, generator=None, device=None, dtype=None, layout=None):
         return torch.from_numpy(rng.standard_normal(tuple(shape)).astype(np.float32))
 
-    originals = (diffusers.models.autoencoders.vae.randn_tensor, img2img.randn_tensor)
-    diffusers.models.autoencoders.vae.randn_tensor = sample_noise
-    img2img.randn_tensor = sample_noise
+    vae = diffusers.models.autoencoders.vae
+    originals = (vae.randn_tensor, pipeline_module.randn_tensor)
+    vae.randn_tensor = sample_noise
+    pipeline_module.randn_tensor = sample_noise
+    try:
+        yield
+    finally:
+        vae.randn_tensor, pipeline_module.randn_tensor = originals
+
+
+def expected_image(pipeline, case: dict, image: Image.Image) -> np.ndarray:
+    """diffusers' image for a case, given the sample's random numbers in its order."""
     pipeline.scheduler = EulerDiscreteScheduler.from_config(
         {**SCHEDULER, **case.get("scheduler", {})}
     )
-    try:
+    with numpy_noise(case["seed"], img2img):
         result = pipeline(
             case["prompt"],
             image=image,
@@ -98,9 +119,6 @@ def expected_image(pipeline, case: dict, image: Image.Image) -> np.ndarray:
             negative_prompt=case.get("negative"),
             output_type="np",
         ).images[0]
-    finally:
-        diffusers.models.autoencoders.vae.randn_tensor = originals[0]
-        img2img.randn_tensor = originals[1]
     return np.round(result * 255).astype(np.uint8)
 
 

@@ -27,12 +27,11 @@ from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-import diffusers.models.autoencoders.vae
 import diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_inpaint as inpaint
 import numpy as np
-import torch
 from diffusers import EulerDiscreteScheduler, StableDiffusionInpaintPipeline
 from PIL import Image
+from tiny_img2img import numpy_noise, write_pictures
 from tiny_sd import SCHEDULER, SEED, parts
 
 REPO = Path(__file__).resolve().parent.parent
@@ -91,14 +90,8 @@ CASES = {
 def write_inputs(folder: Path) -> None:
     """Pictures, and masks whose white (repaint) regions do not follow the 8-pixel
     latent grid."""
+    write_pictures(folder)
     y, x = np.mgrid[:64, :96]
-    disc = (x - 40) ** 2 + (y - 30) ** 2 < 18**2
-    picture = np.stack([x * 2, y * 3, np.where(disc, 230, 40)], axis=-1)
-    wide = Image.fromarray(picture.astype(np.uint8))
-    square = wide.crop((16, 0, 80, 64))
-    wide.save(folder / "wide.png")
-    square.save(folder / "rgb.png")
-    square.quantize(32).save(folder / "palette.png")
     repaint = ((x - 45) ** 2 + (y - 27) ** 2 < 15**2) | ((y > 50) & (x < 37))
     wide_mask = Image.fromarray(np.where(repaint, 255, 0).astype(np.uint8))
     wide_mask.save(folder / "wide-mask.png")
@@ -116,18 +109,10 @@ def write_inputs(folder: Path) -> None:
 
 def expected_image(pipeline, case: dict, image, mask) -> np.ndarray:
     """diffusers' image for a case, given the sample's random numbers in its order."""
-    rng = np.random.default_rng(case["seed"])
-
-    def sample_noise(shape, generator=None, device=None, dtype=None, layout=None):
-        return torch.from_numpy(rng.standard_normal(tuple(shape)).astype(np.float32))
-
-    originals = (diffusers.models.autoencoders.vae.randn_tensor, inpaint.randn_tensor)
-    diffusers.models.autoencoders.vae.randn_tensor = sample_noise
-    inpaint.randn_tensor = sample_noise
     pipeline.scheduler = EulerDiscreteScheduler.from_config(
         {**SCHEDULER, **case.get("scheduler", {})}
     )
-    try:
+    with numpy_noise(case["seed"], inpaint):
         result = pipeline(
             case["prompt"],
             image=image,
@@ -140,9 +125,6 @@ def expected_image(pipeline, case: dict, image, mask) -> np.ndarray:
             height=case["height"],
             output_type="np",
         ).images[0]
-    finally:
-        diffusers.models.autoencoders.vae.randn_tensor = originals[0]
-        inpaint.randn_tensor = originals[1]
     return np.round(result * 255).astype(np.uint8)
 
 
