@@ -144,10 +144,9 @@ def greedy(
     )
 
 
-def build_model(vocab_size: int, prompt_ids: list[list[int]]) -> LlamaForCausalLM:
-    """Random Llama (seed 0, untied embeddings) whose EOS logit copies a token that some
-    answers reach."""
-    torch.manual_seed(0)
+def random_llama(vocab_size: int) -> LlamaForCausalLM:
+    """The tiny fixtures' Llama: 2 layers 64 wide, untied embeddings, EOS and padding
+    id 0, random weights drawn after torch.manual_seed(0) by the caller."""
     config = LlamaConfig(
         vocab_size=vocab_size,
         hidden_size=64,
@@ -161,7 +160,14 @@ def build_model(vocab_size: int, prompt_ids: list[list[int]]) -> LlamaForCausalL
         eos_token_id=0,
         pad_token_id=0,
     )
-    model = LlamaForCausalLM(config).eval()
+    return LlamaForCausalLM(config).eval()
+
+
+def build_model(vocab_size: int, prompt_ids: list[list[int]]) -> LlamaForCausalLM:
+    """Random Llama (seed 0, untied embeddings) whose EOS logit copies a token that some
+    answers reach."""
+    torch.manual_seed(0)
+    model = random_llama(vocab_size)
     answers = [greedy(model, ids, None) for ids in prompt_ids]
     # A token that appears after the first few new tokens of some answers but not of
     # all: scaling its LM-head row into the EOS row makes EOS win exactly where that

@@ -32,8 +32,8 @@ import openvino as ov
 import openvino_tokenizers
 import torch
 from scipy.stats import chi2
-from tiny_llm import train_tokenizer
-from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+from tiny_llm import random_llama, train_tokenizer
+from transformers import GenerationConfig, LlamaForCausalLM
 
 REPO = Path(__file__).resolve().parent.parent
 PROMPT = "abc"
@@ -53,20 +53,7 @@ SETTINGS = [
 
 def build_model(tokenizer) -> LlamaForCausalLM:
     torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        tie_word_embeddings=False,
-        bos_token_id=None,
-        eos_token_id=0,
-        pad_token_id=0,
-    )
-    model = LlamaForCausalLM(config).eval()
+    model = random_llama(len(tokenizer))
     with torch.no_grad():
         embeddings = model.model.embed_tokens.weight
         embeddings[:] = embeddings[1].clone()  # row 0, the padding row, is zeros
