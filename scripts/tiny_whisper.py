@@ -168,7 +168,8 @@ def main() -> None:
     # the first such token with which every case keeps every choice clear of the next
     # best by MIN_LEAD (OpenVINO and torch round differently; a near tie would flip).
     audio_dir = args.out_dir / "audio"
-    first, _ = transcribe(model, features, joined_audio(audio_dir, ["fox.wav"]))
+    fox = joined_audio(audio_dir, ["fox.wav"])
+    first, _ = transcribe(model, features, fox)
     embeddings = model.model.decoder.embed_tokens.weight
     for trigger in dict.fromkeys(first[8:]):
         if trigger in first[:8]:
@@ -229,7 +230,6 @@ def main() -> None:
     }
     for key, value in multilingual.items():
         setattr(model.generation_config, key, value)
-    fox = joined_audio(audio_dir, ["fox.wav"])
     window = features(fox, sampling_rate=RATE, return_tensors="pt").input_features
     languages = {}
     for language in ("en", "de"):
