@@ -334,6 +334,26 @@ def generate_image(sample: str, case: dict, model: Path, output: Path, *extra) -
     return run_sample(sample, *args, *extra)
 
 
+def check_edit_case(
+    sample: str, model: Path, pictures: list, case: dict, expected, output: Path
+) -> None:
+    """image_to_image.py or inpainting.py (PICTURES: the image, then any mask) on one
+    case with --f32: the PNG is diffusers' image, and stderr counts the steps that
+    strength keeps (diffusers' get_timesteps)."""
+    args = [model, *pictures, case["prompt"], "--strength", case["strength"]]
+    args += ["--steps", case["steps"], "--guidance-scale", case["guidance"]]
+    args += ["--seed", case["seed"], "--output", output, "--f32"]
+    if "negative" in case:
+        args += ["--negative-prompt", case["negative"]]
+    run = run_sample(sample, *args)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == ""
+    kept = int(case["steps"] * case["strength"])
+    steps = [line.split(":")[0] for line in run.stderr.splitlines()[:-1]]
+    assert steps == [f"step {i}/{kept}" for i in range(1, kept + 1)]
+    check_image(output, expected, case)
+
+
 def check_image_case(sample: str, case: dict, expected, tmp_path: Path, ir: Path):
     """With --f32 the PNG is diffusers' image, and stderr shows every step."""
     output = tmp_path / "out.png"

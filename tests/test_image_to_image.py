@@ -20,7 +20,7 @@ from conftest import (
     SAMPLES_DIR,
     TINY_SD,
     check_bad_input,
-    check_image,
+    check_edit_case,
     copy_without,
     model_for,
     read_cases,
@@ -31,31 +31,16 @@ INPUTS = TINY_SD / "inputs"
 CASES = read_cases(TINY_SD / "expected-img2img" / "cases.json", "tiny_img2img.py")
 
 
-def image_args(case: dict, model, image, output) -> list:
-    args = [model, image, case["prompt"], "--strength", case["strength"]]
-    args += ["--steps", case["steps"], "--guidance-scale", case["guidance"]]
-    args += ["--seed", case["seed"], "--output", output]
-    if "negative" in case:
-        args += ["--negative-prompt", case["negative"]]
-    return args
-
-
 @pytest.mark.parametrize("name", CASES)
 def test_matches_diffusers(name, tmp_path):
     """With --f32, every pixel within one level of diffusers'; stderr counts the steps
-    that strength keeps (diffusers' get_timesteps)."""
+    that strength keeps."""
     case = CASES[name]
     expected = np.load(TINY_SD / "expected-img2img" / f"{name}.npy")
     model = model_for(case, tmp_path, TINY_SD / "ir")
+    pictures = [INPUTS / case["image"]]
     output = tmp_path / "out.png"
-    args = image_args(case, model, INPUTS / case["image"], output)
-    run = run_sample("image_to_image.py", *args, "--f32")
-    assert run.returncode == 0, run.stderr
-    assert run.stdout == ""
-    kept = int(case["steps"] * case["strength"])
-    steps = [line.split(":")[0] for line in run.stderr.splitlines()[:-1]]
-    assert steps == [f"step {i}/{kept}" for i in range(1, kept + 1)]
-    check_image(output, expected, case)
+    check_edit_case("image_to_image.py", model, pictures, case, expected, output)
 
 
 def filtered(raw: np.ndarray, bpp: int, kind: int) -> np.ndarray:

@@ -16,7 +16,7 @@ from conftest import (
     TINY_INPAINT,
     TINY_SD,
     check_bad_input,
-    check_image,
+    check_edit_case,
     copy_without,
     model_for,
     read_cases,
@@ -28,15 +28,6 @@ CASES = read_cases(TINY_INPAINT / "expected" / "cases.json", "tiny_inpaint.py")
 FIXTURES = {"tiny-inpaint": TINY_INPAINT / "ir", "tiny-sd": TINY_SD / "ir"}
 
 
-def inpainting_args(case: dict, model, image, mask, output) -> list:
-    args = [model, image, mask, case["prompt"], "--strength", case["strength"]]
-    args += ["--steps", case["steps"], "--guidance-scale", case["guidance"]]
-    args += ["--seed", case["seed"], "--output", output]
-    if "negative" in case:
-        args += ["--negative-prompt", case["negative"]]
-    return args
-
-
 @pytest.mark.parametrize("name", CASES)
 def test_matches_diffusers(name, tmp_path):
     """With --f32, every pixel within one level of diffusers'; stderr counts the steps
@@ -44,16 +35,9 @@ def test_matches_diffusers(name, tmp_path):
     case = CASES[name]
     expected = np.load(TINY_INPAINT / "expected" / f"{name}.npy")
     model = model_for(case, tmp_path, FIXTURES[case["model"]])
+    pictures = [INPUTS / case["image"], INPUTS / case["mask"]]
     output = tmp_path / "out.png"
-    image = INPUTS / case["image"]
-    args = inpainting_args(case, model, image, INPUTS / case["mask"], output)
-    run = run_sample("inpainting.py", *args, "--f32")
-    assert run.returncode == 0, run.stderr
-    assert run.stdout == ""
-    kept = int(case["steps"] * case["strength"])
-    steps = [line.split(":")[0] for line in run.stderr.splitlines()[:-1]]
-    assert steps == [f"step {i}/{kept}" for i in range(1, kept + 1)]
-    check_image(output, expected, case)
+    check_edit_case("inpainting.py", model, pictures, case, expected, output)
 
 
 def five_channel_unet(tmp_path):
