@@ -365,16 +365,19 @@ def check_image_case(sample: str, case: dict, expected, tmp_path: Path, ir: Path
     check_image(output, expected, case)
 
 
+def prepare(script: str) -> None:
+    """Run scripts/SCRIPT, which prepares a real model folder; a second run finds it
+    ready and returns at once."""
+    command = [sys.executable, str(REPO / "scripts" / script)]
+    run = subprocess.run(command, check=False, capture_output=True, text=True)
+    if run.returncode != 0:
+        pytest.fail(f"scripts/{script} failed: {run.stderr[-3000:]}")
+
+
 @pytest.fixture(scope="session")
 def default_model() -> Path:
     """The real default model folder; prepared (idempotently) when missing."""
-    if not (DEFAULT_MODEL / "openvino_model.xml").is_file():
-        script = str(REPO / "scripts" / "prepare_default_model.py")
-        prepare = subprocess.run(
-            [sys.executable, script], check=False, capture_output=True, text=True
-        )
-        if prepare.returncode != 0:
-            pytest.fail(f"scripts/prepare_default_model.py failed: {prepare.stderr}")
+    prepare("prepare_default_model.py")
     return DEFAULT_MODEL
 
 
@@ -382,13 +385,7 @@ def default_model() -> Path:
 def whisper_model() -> Path:
     """The real Whisper tiny.en IR folder (and its transformers folder beside it);
     prepared (idempotently) when missing."""
-    if not (WHISPER_MODEL / "openvino_decoder_model.xml").is_file():
-        script = str(REPO / "scripts" / "prepare_whisper.py")
-        prepare = subprocess.run(
-            [sys.executable, script], check=False, capture_output=True, text=True
-        )
-        if prepare.returncode != 0:
-            pytest.fail(f"scripts/prepare_whisper.py failed: {prepare.stderr[-3000:]}")
+    prepare("prepare_whisper.py")
     return WHISPER_MODEL
 
 
