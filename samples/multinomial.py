@@ -16,7 +16,6 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import openvino as ov
@@ -26,188 +25,49 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models/SmolLM2-135M-I
 DEFAULT_PROMPT = "Once upon a time, a little robot"
 EXPORT_HINT = "run scripts/prepare_default_model.py, or optimum-cli export openvino"
 LLM_FILES = ("openvino_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml")
-# Only a stateful export (--task text-generation-with-past) has beam_idx: the KV
-# cache lives in the model's state; beam_idx says which cache row a batch row continues.
-LLM_INPUTS = {"input_ids", "attention_mask", "beam_idx"}
-# Compute and cache in f32, with no on-the-fly quantization of activations: the numbers
-# then equal the references' (the CPU's default may be bf16 with an f16 or u8 cache).
-F32_CONFIG = {
-    "INFERENCE_PRECISION_HINT": "f32",
-    "KV_CACHE_PRECISION": "f32",
-    "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0",
-}
-# config.json's name for the context length: in Llama and most others, GPT-2, MPT.
-CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len")
+# --f32: compute and cache in f32, as the references do (the CPU's default may be bf16
+# with an f16 or u8 cache), and quantize no activations on the fly (int4 and int8
+# weights do by default): the numbers then equal the references'.
+F32_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32"}
+F32_CONFIG["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = "0"
 
 
-class LLMFolder(NamedTuple):
-    model: ov.Model  # the LLM, read but not compiled: it can still be edited
-    tokenizer: ov.CompiledModel  # [text] -> input_ids (1, tokens)
-    detokenizer: ov.CompiledModel  # token ids (1, tokens) -> [text]
-    stop_token_ids: set[int]  # the tokens that end an answer
-    context_length: int  # the positions the model was trained on (unknown: sys.maxsize)
-    generation_config: dict  # generation_config.json: the model's own defaults, or {}
-
-
-def is_prompt(argument: str) -> bool:
-    """Is a lone positional argument a prompt for the default model, not MODEL_DIR?
-
-    A prompt alone ("Tell me a joke") is what people type first. Text shaped like a path
-    (a folder part and no spaces) stays MODEL_DIR, so that a mistyped folder still gets
-    the message that says how to make one."""
-    if Path(argument).is_dir():
-        return False
-    return len(argument.split()) > 1 or Path(argument).name == argument
-
-
-def read_json(parser, path: Path) -> dict:
-    """A JSON file of the model folder, {} where there is none; a broken one exits."""
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as error:
-        parser.error(f"cannot read {path}: {error}")
-
-
-def last_line(error: Exception) -> str:
-    """OpenVINO's messages end with the line that says what is wrong."""
-    return str(error).strip().splitlines()[-1]
-
-
-def read_llm_folder(core: ov.Core, parser, model_dir: Path) -> LLMFolder:
-    """The folder's LLM, tokenizer and detokenizer; an unfit folder exits (code 2)."""
+def read_llm_folder(core: ov.Core, parser, model_dir: Path):
+    """The folder's LLM (read, not compiled: it can still be edited), tokenizer and
+    detokenizer, and the ids of the tokens that end an answer."""
     for name in LLM_FILES:
         if not (model_dir / name).is_file():
             parser.error(f"no {model_dir / name}: {EXPORT_HINT}")
-    try:
-        model = core.read_model(model_dir / "openvino_model.xml")
-        tokenizer = core.read_model(model_dir / "openvino_tokenizer.xml")
-        # The string operations run on the CPU only, whatever --device says.
-        compiled_tokenizer = core.compile_model(tokenizer, "CPU")
-        detokenizer = core.compile_model(model_dir / "openvino_detokenizer.xml", "CPU")
-    except RuntimeError as error:
-        parser.error(f"cannot read {model_dir}: {last_line(error)}")
-    input_names = {name for port in model.inputs for name in port.names}
-    for name in sorted(LLM_INPUTS - input_names):
-        parser.error(f"{model_dir} holds no stateful LLM (no {name}): {EXPORT_HINT}")
-    # generation_config.json lists every token that ends an answer (Llama 3: two,
-    # Phi-3: three); the tokenizer's rt_info knows one. A GGUF folder has no such file.
-    generation_config = read_json(parser, model_dir / "generation_config.json")
-    stop_token_ids = generation_config.get("eos_token_id", [])
-    if isinstance(stop_token_ids, int):
-        stop_token_ids = [stop_token_ids]
-    rt_info = tokenizer.get_rt_info()
-    if "eos_token_id" in rt_info:
-        stop_token_ids = [*stop_token_ids, rt_info["eos_token_id"].astype(int)]
-    if not stop_token_ids:
-        parser.error(
-            f"{model_dir}: no eos_token_id in its tokenizer or generation config"
-        )
-    # A GGUF-converted folder has no config.json: its context length is not known.
-    config = read_json(parser, model_dir / "config.json")
-    lengths = [config[key] for key in CONTEXT_KEYS if key in config]
-    context_length = lengths[0] if lengths else sys.maxsize
-    return LLMFolder(
-        model,
-        compiled_tokenizer,
-        detokenizer,
-        set(stop_token_ids),
-        context_length,
-        generation_config,
-    )
+    model = core.read_model(model_dir / "openvino_model.xml")
+    # Only a stateful export (--task text-generation-with-past) keeps its KV cache in
+    # its state, and beam_idx says which cache row each batch row continues.
+    if "beam_idx" not in {port.any_name for port in model.inputs}:
+        parser.error(f"{model_dir} holds no stateful LLM (no beam_idx): {EXPORT_HINT}")
+    tokenizer = core.read_model(model_dir / "openvino_tokenizer.xml")
+    # generation_config.json may list several end tokens (Llama 3: two, Phi-3: three),
+    # as an id or a list; the tokenizer knows one. A GGUF-converted folder has no file.
+    config_path = model_dir / "generation_config.json"
+    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    stop_token_ids = set(np.atleast_1d(config.get("eos_token_id", [])).tolist())
+    if "eos_token_id" in tokenizer.get_rt_info():
+        stop_token_ids.add(tokenizer.get_rt_info()["eos_token_id"].astype(int))
+    # The string operations run on the CPU only, whatever --device says.
+    tokenizer = core.compile_model(tokenizer, "CPU")
+    detokenizer = core.compile_model(model_dir / "openvino_detokenizer.xml", "CPU")
+    return model, tokenizer, detokenizer, stop_token_ids
 
 
-def add_unused_position_ids(model: ov.Model, shape: list[int]) -> None:
-    """ALiBi models (BLOOM, MPT) take no positions: an input that they ignore lets every
-    model be fed alike."""
-    input_names = {name for port in model.inputs for name in port.names}
-    if "position_ids" in input_names:
-        return
-    positions = ov.opset13.parameter(shape, ov.Type.i64)
-    positions.output(0).set_names({"position_ids"})
-    model.add_parameters([positions])
-
-
-def fit_to_context(parser, llm, prompt_ids: list[int], max_new_tokens: int) -> int:
-    """max_new_tokens, or fewer where the model's context ends sooner (said on stderr).
-
-    Past its context a model writes nonsense without a word of warning (rotary models
-    extrapolate, learned position tables are read out of range)."""
-    room = llm.context_length - len(prompt_ids)
-    if room < 1:
-        parser.error(f"the prompt fills the model's context of {llm.context_length}")
-    if room < max_new_tokens:
-        print(f"the context leaves room for {room} new tokens", file=sys.stderr)
-    return min(room, max_new_tokens)
-
-
-def repetition_penalty(llm: LLMFolder) -> float:
-    """generation_config.json's repetition_penalty (Qwen2.5: 1.05), said on stderr."""
-    penalty = llm.generation_config.get("repetition_penalty", 1.0)
-    if penalty != 1.0:
-        print(f"generation_config.json: repetition_penalty {penalty}", file=sys.stderr)
-    return penalty
-
-
-def find_lm_head(model: ov.Model):
-    """The LM head: the MatMul of each position's hidden state by a (vocab, hidden)
-    matrix. Element-wise operations may follow it (Gemma 2 caps the logits: divide,
-    tanh, multiply); they work position by position. None where there is no MatMul."""
-    node = model.output("logits").get_node().input_value(0).get_node()
-    while node.get_type_name() in ("Divide", "Tanh", "Multiply", "Add", "Convert"):
-        node = node.input_value(0).get_node()
-    if node.get_type_name() != "MatMul":
-        return None
-    return node
-
-
-def keep_last_logits(model: ov.Model, positions: int) -> None:
-    """Compute logits (batch, positions, vocab) for the last positions only.
-
-    A long prompt would cost (prompt_len, vocab) logits that nobody reads. Slicing the
-    LM head's input before compiling removes that work. Without a MatMul head, the
-    model is left as is."""
-    lm_head = find_lm_head(model)
-    if lm_head is None:
-        return
-    hidden = lm_head.input_value(0)  # (batch, seq_len, hidden)
-    end = np.iinfo(np.int64).max
-    last = ov.opset13.slice(hidden, [-positions], [end], [1], axes=[1])
-    lm_head.input(0).replace_source_output(last.output(0))
-
-
-def compile_llm(core: ov.Core, parser, model: ov.Model, args) -> ov.CompiledModel:
-    """The LLM compiled for --device (and --f32); an unfit device exits (code 2)."""
-    try:
-        return core.compile_model(model, args.device, F32_CONFIG if args.f32 else {})
-    except RuntimeError as error:
-        parser.error(f"cannot compile for --device {args.device}: {last_line(error)}")
-
-
-def llm_inputs(new_ids: list[int], cached: int) -> dict[str, np.ndarray]:
-    """Inputs that feed new_ids after the `cached` tokens that the KV cache holds."""
+def llm_inputs(model: ov.Model, new_ids: list[int], cached: int) -> dict:
+    """Inputs that feed new_ids after the `cached` tokens that the KV cache holds: those
+    the model takes (BLOOM and MPT take no position_ids)."""
     length = cached + len(new_ids)
-    return {
+    inputs = {
         "input_ids": np.array([new_ids], dtype=np.int64),  # (1, new tokens)
         "attention_mask": np.ones((1, length), dtype=np.int64),
         "position_ids": np.arange(cached, length, dtype=np.int64)[None],
         "beam_idx": np.zeros(1, dtype=np.int32),  # batch row 0 continues cache row 0
     }
-
-
-def penalize_repetition(logits: np.ndarray, token_ids: list[int], penalty: float):
-    """Logits (vocab,) with each token already in the text made less likely, as
-    transformers' RepetitionPenaltyLogitsProcessor does: a positive logit divided by
-    the penalty, a negative one multiplied. A penalty of 1.0 changes nothing."""
-    if penalty == 1.0:
-        return logits
-    seen = np.unique(token_ids)
-    penalized = logits.copy()
-    penalized[seen] = np.where(
-        logits[seen] < 0, logits[seen] * penalty, logits[seen] / penalty
-    )
-    return penalized
+    return {port.any_name: inputs[port.any_name] for port in model.inputs}
 
 
 def decode(detokenizer: ov.CompiledModel, tokens: list[int]) -> str:
@@ -228,16 +88,17 @@ def stream(detokenizer: ov.CompiledModel, tokens: list[int], printed: str) -> st
     return text
 
 
-def sampling_defaults(args, generation_config: dict) -> None:
+def sampling_defaults(args, config_path: Path) -> None:
     """Give the sampling flags not given the model's values from generation_config.json
     (Qwen2.5: 0.7, 20, 0.8), else transformers' defaults; say which the file gave."""
+    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
     taken = []
     for name, default in (("temperature", 1.0), ("top_k", 50), ("top_p", 1.0)):
         if getattr(args, name) is not None:
             continue
-        setattr(args, name, generation_config.get(name, default))
-        if name in generation_config:
-            taken.append(f"{name} {generation_config[name]}")
+        setattr(args, name, config.get(name, default))
+        if name in config:
+            taken.append(f"{name} {config[name]}")
     if taken:
         print(f"generation_config.json: {', '.join(taken)}", file=sys.stderr)
 
@@ -250,9 +111,8 @@ def sample(logits: np.ndarray, args, rng: np.random.Generator) -> int:
     if 0 < args.top_k < len(scores):
         kth_best = np.partition(scores, -args.top_k)[-args.top_k]
     candidates = np.flatnonzero(scores >= kth_best)
-    candidates = candidates[
-        np.argsort(-scores[candidates], kind="stable")
-    ]  # best first
+    # Best first (a stable sort: equal scores keep the order of their ids).
+    candidates = candidates[np.argsort(-scores[candidates], kind="stable")]
     probs = np.exp(scores[candidates] - scores[candidates[0]])  # softmax, not yet / sum
     # top-p: the fewest best candidates whose probability reaches p.
     before = np.cumsum(probs) - probs  # the probability of the better candidates
@@ -264,8 +124,8 @@ def sample(logits: np.ndarray, args, rng: np.random.Generator) -> int:
 def main() -> None:
     # usage=SUPPRESS: a bad argument gives one line on stderr, not the usage text too.
     parser = argparse.ArgumentParser(description=__doc__, usage=argparse.SUPPRESS)
-    parser.add_argument("model_dir", nargs="?", default=str(DEFAULT_MODEL_DIR))
-    parser.add_argument("prompt", nargs="?", help=f"default: {DEFAULT_PROMPT}")
+    parser.add_argument("model_dir", nargs="?", type=Path, default=DEFAULT_MODEL_DIR)
+    parser.add_argument("prompt", nargs="?", default=DEFAULT_PROMPT)
     parser.add_argument("--max-new-tokens", type=int, default=100, help=">= 1")
     # Not given, they are the model's (generation_config.json), else these defaults.
     parser.add_argument("--temperature", type=float, help="> 0; 1.0")
@@ -275,12 +135,6 @@ def main() -> None:
     parser.add_argument("--device", default="CPU", help="CPU, GPU, NPU or AUTO")
     parser.add_argument("--f32", action="store_true", help="exact, as the references")
     args = parser.parse_args()
-    # A lone argument that names no folder is a prompt for the default model.
-    if args.prompt is None and is_prompt(args.model_dir):
-        args.prompt = args.model_dir
-        args.model_dir = str(DEFAULT_MODEL_DIR)
-    if args.prompt is None:
-        args.prompt = DEFAULT_PROMPT
     if not args.prompt.strip():
         parser.error("the prompt is empty")
     if args.max_new_tokens < 1:
@@ -290,38 +144,35 @@ def main() -> None:
 
     # Created after `import openvino_tokenizers`, so that it reads the tokenizers.
     core = ov.Core()
-    llm = read_llm_folder(core, parser, Path(args.model_dir))
-    add_unused_position_ids(llm.model, [-1, -1])  # (batch, new tokens)
-    sampling_defaults(args, llm.generation_config)
+    model_files = read_llm_folder(core, parser, args.model_dir)
+    model, tokenizer, detokenizer, stop_token_ids = model_files
+    sampling_defaults(args, args.model_dir / "generation_config.json")
     if not args.temperature > 0:
         parser.error("--temperature must be above 0")
     if args.top_k < 0:
         parser.error("--top-k must be 0 or more")
     if not 0 < args.top_p <= 1:  # also refuses nan
         parser.error("--top-p must be in (0, 1]")
-    keep_last_logits(llm.model, 1)
-    request = compile_llm(core, parser, llm.model, args).create_infer_request()
-    prompt_ids = llm.tokenizer([args.prompt])["input_ids"][0].tolist()
-    args.max_new_tokens = fit_to_context(parser, llm, prompt_ids, args.max_new_tokens)
-    penalty = repetition_penalty(llm)
-
+    config = F32_CONFIG if args.f32 else {}
+    request = core.compile_model(model, args.device, config).create_infer_request()
+    prompt_ids = tokenizer([args.prompt])["input_ids"][0].tolist()
     rng = np.random.default_rng(args.seed)
+
     start = time.perf_counter()
     tokens = []  # the answer's token ids
     printed = ""  # the answer's text on stdout so far
     new_ids = prompt_ids  # the first inference (prefill) feeds the whole prompt
     while len(tokens) < args.max_new_tokens:
         cached = len(prompt_ids) + len(tokens) - len(new_ids)
-        request.infer(llm_inputs(new_ids, cached))
-        logits = request.get_tensor("logits").data[0, -1]
-        logits = penalize_repetition(logits, prompt_ids + tokens, penalty)
-        next_token = sample(logits, args, rng)
-        if next_token in llm.stop_token_ids:
+        request.infer(llm_inputs(model, new_ids, cached))
+        next_token = sample(request.get_tensor("logits").data[0, -1], args, rng)
+        if next_token in stop_token_ids:
             break
         tokens.append(next_token)
-        printed = stream(llm.detokenizer, tokens, printed)
+        printed = stream(detokenizer, tokens, printed)
         new_ids = [next_token]  # every later inference feeds one token
-    print(decode(llm.detokenizer, tokens)[len(printed) :], flush=True)
+    print(decode(detokenizer, tokens)[len(printed) :], flush=True)
+
     seconds = time.perf_counter() - start
     print(
         f"{len(prompt_ids)} prompt tokens, {len(tokens)} new tokens in {seconds:.2f} s",
@@ -334,3 +185,6 @@ if __name__ == "__main__":
         main()
     except KeyboardInterrupt:
         sys.exit(130)  # Ctrl-C: the shell's code for an interrupt, and no traceback
+    except (RuntimeError, OSError, ValueError) as error:  # OpenVINO, files, JSON
+        print(f"error: {str(error).strip().splitlines()[-1]}", file=sys.stderr)
+        sys.exit(2)
