@@ -16,7 +16,6 @@ import json
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import NamedTuple
 
 import jinja2.ext
 import jinja2.sandbox
@@ -27,189 +26,81 @@ import openvino_tokenizers  # noqa: F401  registers the tokenizer IRs' string op
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models/SmolLM2-135M-Instruct"
 EXPORT_HINT = "run scripts/prepare_default_model.py, or optimum-cli export openvino"
 LLM_FILES = ("openvino_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml")
-# Only a stateful export (--task text-generation-with-past) has beam_idx: the KV
-# cache lives in the model's state; beam_idx says which cache row a batch row continues.
-LLM_INPUTS = {"input_ids", "attention_mask", "beam_idx"}
-# Compute and cache in f32, with no on-the-fly quantization of activations: the numbers
-# then equal the references' (the CPU's default may be bf16 with an f16 or u8 cache).
-F32_CONFIG = {
-    "INFERENCE_PRECISION_HINT": "f32",
-    "KV_CACHE_PRECISION": "f32",
-    "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0",
-}
+# --f32: compute and cache in f32, as the references do (the CPU's default may be bf16
+# with an f16 or u8 cache), and quantize no activations on the fly (int4 and int8
+# weights do by default): the numbers then equal the references'.
+F32_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32"}
+F32_CONFIG["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = "0"
+
+
 # The special tokens a chat template may write, as transformers passes them to it.
-SPECIAL_TOKENS = (
-    "bos_token",
-    "eos_token",
-    "unk_token",
-    "sep_token",
-    "pad_token",
-    "cls_token",
-    "mask_token",
-)
-
-
+SPECIAL_TOKENS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token")
 # config.json's name for the context length: in Llama and most others, GPT-2, MPT.
 CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len")
 
 
-class LLMFolder(NamedTuple):
-    model: ov.Model  # the LLM, read but not compiled: it can still be edited
-    tokenizer: ov.CompiledModel  # [text] -> input_ids (1, tokens)
-    detokenizer: ov.CompiledModel  # token ids (1, tokens) -> [text]
-    stop_token_ids: set[int]  # the tokens that end an answer
-    context_length: int  # the positions the model was trained on (unknown: sys.maxsize)
-    generation_config: dict  # generation_config.json: the model's own defaults, or {}
-
-
-def read_json(parser, path: Path) -> dict:
-    """A JSON file of the model folder, {} where there is none; a broken one exits."""
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as error:
-        parser.error(f"cannot read {path}: {error}")
-
-
-def last_line(error: Exception) -> str:
-    """OpenVINO's messages end with the line that says what is wrong."""
-    return str(error).strip().splitlines()[-1]
-
-
-def read_llm_folder(core: ov.Core, parser, model_dir: Path) -> LLMFolder:
-    """The folder's LLM, tokenizer and detokenizer; an unfit folder exits (code 2)."""
+def read_llm_folder(core: ov.Core, parser, model_dir: Path):
+    """The folder's LLM (read, not compiled: it can still be edited), tokenizer and
+    detokenizer, and the ids of the tokens that end an answer."""
     for name in LLM_FILES:
         if not (model_dir / name).is_file():
             parser.error(f"no {model_dir / name}: {EXPORT_HINT}")
-    try:
-        model = core.read_model(model_dir / "openvino_model.xml")
-        tokenizer = core.read_model(model_dir / "openvino_tokenizer.xml")
-        # The string operations run on the CPU only, whatever --device says.
-        compiled_tokenizer = core.compile_model(tokenizer, "CPU")
-        detokenizer = core.compile_model(model_dir / "openvino_detokenizer.xml", "CPU")
-    except RuntimeError as error:
-        parser.error(f"cannot read {model_dir}: {last_line(error)}")
-    input_names = {name for port in model.inputs for name in port.names}
-    for name in sorted(LLM_INPUTS - input_names):
-        parser.error(f"{model_dir} holds no stateful LLM (no {name}): {EXPORT_HINT}")
-    # generation_config.json lists every token that ends an answer (Llama 3: two,
-    # Phi-3: three); the tokenizer's rt_info knows one. A GGUF folder has no such file.
-    generation_config = read_json(parser, model_dir / "generation_config.json")
-    stop_token_ids = generation_config.get("eos_token_id", [])
-    if isinstance(stop_token_ids, int):
-        stop_token_ids = [stop_token_ids]
-    rt_info = tokenizer.get_rt_info()
-    if "eos_token_id" in rt_info:
-        stop_token_ids = [*stop_token_ids, rt_info["eos_token_id"].astype(int)]
-    if not stop_token_ids:
-        parser.error(
-            f"{model_dir}: no eos_token_id in its tokenizer or generation config"
-        )
-    # A GGUF-converted folder has no config.json: its context length is not known.
-    config = read_json(parser, model_dir / "config.json")
+    model = core.read_model(model_dir / "openvino_model.xml")
+    # Only a stateful export (--task text-generation-with-past) keeps its KV cache in
+    # its state, and beam_idx says which cache row each batch row continues.
+    if "beam_idx" not in {port.any_name for port in model.inputs}:
+        parser.error(f"{model_dir} holds no stateful LLM (no beam_idx): {EXPORT_HINT}")
+    tokenizer = core.read_model(model_dir / "openvino_tokenizer.xml")
+    # generation_config.json may list several end tokens (Llama 3: two, Phi-3: three),
+    # as an id or a list; the tokenizer knows one. A GGUF-converted folder has no file.
+    config_path = model_dir / "generation_config.json"
+    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    stop_token_ids = set(np.atleast_1d(config.get("eos_token_id", [])).tolist())
+    if "eos_token_id" in tokenizer.get_rt_info():
+        stop_token_ids.add(tokenizer.get_rt_info()["eos_token_id"].astype(int))
+    # The string operations run on the CPU only, whatever --device says.
+    tokenizer = core.compile_model(tokenizer, "CPU")
+    detokenizer = core.compile_model(model_dir / "openvino_detokenizer.xml", "CPU")
+    return model, tokenizer, detokenizer, stop_token_ids
+
+
+def read_context_length(model_dir: Path) -> int:
+    """The positions the model was trained on, from config.json; a GGUF-converted
+    folder has none, and no known limit."""
+    config_path = model_dir / "config.json"
+    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
     lengths = [config[key] for key in CONTEXT_KEYS if key in config]
-    context_length = lengths[0] if lengths else sys.maxsize
-    return LLMFolder(
-        model,
-        compiled_tokenizer,
-        detokenizer,
-        set(stop_token_ids),
-        context_length,
-        generation_config,
-    )
-
-
-def add_unused_position_ids(model: ov.Model, shape: list[int]) -> None:
-    """ALiBi models (BLOOM, MPT) take no positions: an input that they ignore lets every
-    model be fed alike."""
-    input_names = {name for port in model.inputs for name in port.names}
-    if "position_ids" in input_names:
-        return
-    positions = ov.opset13.parameter(shape, ov.Type.i64)
-    positions.output(0).set_names({"position_ids"})
-    model.add_parameters([positions])
-
-
-def fit_to_context(parser, llm, prompt_ids: list[int], max_new_tokens: int) -> int:
-    """max_new_tokens, or fewer where the model's context ends sooner (said on stderr).
-
-    Past its context a model writes nonsense without a word of warning (rotary models
-    extrapolate, learned position tables are read out of range)."""
-    room = llm.context_length - len(prompt_ids)
-    if room < 1:
-        parser.error(f"the prompt fills the model's context of {llm.context_length}")
-    if room < max_new_tokens:
-        print(f"the context leaves room for {room} new tokens", file=sys.stderr)
-    return min(room, max_new_tokens)
-
-
-def repetition_penalty(llm: LLMFolder) -> float:
-    """generation_config.json's repetition_penalty (Qwen2.5: 1.05), said on stderr."""
-    penalty = llm.generation_config.get("repetition_penalty", 1.0)
-    if penalty != 1.0:
-        print(f"generation_config.json: repetition_penalty {penalty}", file=sys.stderr)
-    return penalty
-
-
-def find_lm_head(model: ov.Model):
-    """The LM head: the MatMul of each position's hidden state by a (vocab, hidden)
-    matrix. Element-wise operations may follow it (Gemma 2 caps the logits: divide,
-    tanh, multiply); they work position by position. None where there is no MatMul."""
-    node = model.output("logits").get_node().input_value(0).get_node()
-    while node.get_type_name() in ("Divide", "Tanh", "Multiply", "Add", "Convert"):
-        node = node.input_value(0).get_node()
-    if node.get_type_name() != "MatMul":
-        return None
-    return node
+    return lengths[0] if lengths else sys.maxsize
 
 
 def keep_last_logits(model: ov.Model, positions: int) -> None:
     """Compute logits (batch, positions, vocab) for the last positions only.
 
-    A long prompt would cost (prompt_len, vocab) logits that nobody reads. Slicing the
-    LM head's input before compiling removes that work. Without a MatMul head, the
-    model is left as is."""
-    lm_head = find_lm_head(model)
-    if lm_head is None:
-        return
+    A long prompt would cost (prompt_len, vocab) logits that nobody reads: slicing the
+    input of the LM head (the MatMul of each position's hidden state by the (vocab,
+    hidden) matrix) before compiling removes that work. Element-wise operations may
+    follow the MatMul (Gemma 2 caps the logits: divide, tanh, multiply); they work
+    position by position."""
+    lm_head = model.output("logits").get_node()
+    while lm_head.get_type_name() != "MatMul":
+        lm_head = lm_head.input_value(0).get_node()
     hidden = lm_head.input_value(0)  # (batch, seq_len, hidden)
     end = np.iinfo(np.int64).max
     last = ov.opset13.slice(hidden, [-positions], [end], [1], axes=[1])
     lm_head.input(0).replace_source_output(last.output(0))
 
 
-def compile_llm(core: ov.Core, parser, model: ov.Model, args) -> ov.CompiledModel:
-    """The LLM compiled for --device (and --f32); an unfit device exits (code 2)."""
-    try:
-        return core.compile_model(model, args.device, F32_CONFIG if args.f32 else {})
-    except RuntimeError as error:
-        parser.error(f"cannot compile for --device {args.device}: {last_line(error)}")
-
-
-def llm_inputs(new_ids: list[int], cached: int) -> dict[str, np.ndarray]:
-    """Inputs that feed new_ids after the `cached` tokens that the KV cache holds."""
+def llm_inputs(model: ov.Model, new_ids: list[int], cached: int) -> dict:
+    """Inputs that feed new_ids after the `cached` tokens that the KV cache holds: those
+    the model takes (BLOOM and MPT take no position_ids)."""
     length = cached + len(new_ids)
-    return {
+    inputs = {
         "input_ids": np.array([new_ids], dtype=np.int64),  # (1, new tokens)
         "attention_mask": np.ones((1, length), dtype=np.int64),
         "position_ids": np.arange(cached, length, dtype=np.int64)[None],
         "beam_idx": np.zeros(1, dtype=np.int32),  # batch row 0 continues cache row 0
     }
-
-
-def penalize_repetition(logits: np.ndarray, token_ids: list[int], penalty: float):
-    """Logits (vocab,) with each token already in the text made less likely, as
-    transformers' RepetitionPenaltyLogitsProcessor does: a positive logit divided by
-    the penalty, a negative one multiplied. A penalty of 1.0 changes nothing."""
-    if penalty == 1.0:
-        return logits
-    seen = np.unique(token_ids)
-    penalized = logits.copy()
-    penalized[seen] = np.where(
-        logits[seen] < 0, logits[seen] * penalty, logits[seen] / penalty
-    )
-    return penalized
+    return {port.any_name: inputs[port.any_name] for port in model.inputs}
 
 
 def decode(detokenizer: ov.CompiledModel, tokens: list[int]) -> str:
@@ -250,17 +141,15 @@ def strftime_now(date_format: str) -> str:
     return datetime.now().strftime(date_format)
 
 
-def read_special_tokens(parser, model_dir: Path) -> dict[str, str]:
+def read_special_tokens(model_dir: Path) -> dict[str, str]:
     """The special tokens' strings (bos_token, eos_token, ...) that templates write
     themselves (Mistral: `+ eos_token`), from tokenizer_config.json (GGUF: none)."""
-    config = read_json(parser, model_dir / "tokenizer_config.json")
+    config_path = model_dir / "tokenizer_config.json"
+    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
     special_tokens = {}
     for name in SPECIAL_TOKENS:
-        value = config.get(name)
-        if isinstance(value, dict):  # older exports write {"content": "<s>", ...}
-            value = value["content"]
-        if value is not None:
-            special_tokens[name] = value
+        if isinstance(config.get(name), str):
+            special_tokens[name] = config[name]
     return special_tokens
 
 
@@ -281,28 +170,16 @@ def render(chat_template: str, messages: list[dict], special_tokens: dict) -> st
 def shared_prefix(cached: list[int], history_ids: list[int]) -> int:
     """How many first tokens the history shares with the cache (one is left to feed)."""
     length = 0
-    while (
-        length < min(len(cached), len(history_ids) - 1)
-        and cached[length] == history_ids[length]
-    ):
+    most = min(len(cached), len(history_ids) - 1)
+    while length < most and cached[length] == history_ids[length]:
         length += 1
     return length
 
 
 def user_lines():
-    """The user's turns, a line of stdin each; in a terminal, asked for on stderr."""
-    interactive = sys.stdin.isatty()
-    if interactive:
-        print("Type a message, then Enter. Ctrl-D ends the chat.", file=sys.stderr)
-    while True:
-        if interactive:
-            print("> ", end="", file=sys.stderr, flush=True)
-        line = sys.stdin.readline()
-        if not line:  # end of input (Ctrl-D in a terminal)
-            if interactive:
-                print(file=sys.stderr)  # the shell's prompt then starts a line
-            return
-        if line.strip():  # a blank line is no turn
+    """The user's turns: a line of stdin each, a blank line none; Ctrl-D ends them."""
+    for line in sys.stdin:
+        if line.strip():
             yield line.rstrip("\n")
 
 
@@ -311,9 +188,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, usage=argparse.SUPPRESS)
     parser.add_argument("model_dir", nargs="?", type=Path, default=DEFAULT_MODEL_DIR)
     parser.add_argument("--system", help="a system message that opens the conversation")
-    parser.add_argument(
-        "--max-new-tokens", type=int, default=200, help=">= 1 per answer"
-    )
+    parser.add_argument("--max-new-tokens", type=int, default=200, help=">= 1 a turn")
     parser.add_argument("--device", default="CPU", help="CPU, GPU, NPU or AUTO")
     parser.add_argument("--f32", action="store_true", help="exact, as the references")
     args = parser.parse_args()
@@ -322,21 +197,22 @@ def main() -> None:
 
     # Created after `import openvino_tokenizers`, so that it reads the tokenizers.
     core = ov.Core()
-    llm = read_llm_folder(core, parser, args.model_dir)
+    model_files = read_llm_folder(core, parser, args.model_dir)
+    model, tokenizer, detokenizer, stop_token_ids = model_files
     rt_info = core.read_model(args.model_dir / "openvino_tokenizer.xml").get_rt_info()
     if "chat_template" not in rt_info:
         parser.error(f"{args.model_dir} has no chat_template: it is not a chat model")
     chat_template = rt_info["chat_template"].astype(str)
-    special_tokens = read_special_tokens(parser, args.model_dir)
+    special_tokens = read_special_tokens(args.model_dir)
+    context_length = read_context_length(args.model_dir)
     # The tokenizer IR adds its special tokens (a BOS) to any text. The rendered
     # history holds its own, so they come off, as transformers tokenizes it without.
-    added_ids = llm.tokenizer([""])["input_ids"][0].tolist()
-    add_unused_position_ids(llm.model, [-1, -1])  # (batch, new tokens)
-    keep_last_logits(llm.model, 1)
-    request = compile_llm(core, parser, llm.model, args).create_infer_request()
-    penalty = repetition_penalty(llm)
+    added_ids = tokenizer([""])["input_ids"][0].tolist()
+    keep_last_logits(model, 1)
+    config = F32_CONFIG if args.f32 else {}
+    request = core.compile_model(model, args.device, config).create_infer_request()
 
-    messages = []
+    messages = []  # the conversation, as the chat template takes it
     if args.system:
         messages.append({"role": "system", "content": args.system})
     cached = []  # the token ids whose keys and values the KV cache holds
@@ -346,10 +222,17 @@ def main() -> None:
             history = render(chat_template, messages, special_tokens)
         except jinja2.TemplateError as error:  # broken, or refusing this conversation
             parser.error(f"the model's chat template fails: {error}")
-        history_ids = llm.tokenizer([history])["input_ids"][0].tolist()
+        history_ids = tokenizer([history])["input_ids"][0].tolist()
         if history_ids[: len(added_ids)] == added_ids:
             history_ids = history_ids[len(added_ids) :]
-        max_new_tokens = fit_to_context(parser, llm, history_ids, args.max_new_tokens)
+        # Past its context a model writes nonsense without a word of warning (rotary
+        # models extrapolate, learned position tables are read out of range).
+        room = context_length - len(history_ids)
+        if room < 1:
+            parser.error(f"the prompt fills the model's context of {context_length}")
+        if room < args.max_new_tokens:
+            print(f"the context leaves room for {room} new tokens", file=sys.stderr)
+        max_new_tokens = min(room, args.max_new_tokens)
         # Feed only what the cache lacks. A template that trims or rewrites the last
         # answer (Llama 3, Gemma 2), or an answer whose text tokenizes otherwise, parts
         # from the cached tokens early: the cache forgets what follows that point.
@@ -357,24 +240,22 @@ def main() -> None:
         trim_cache(request, common)
         cached = cached[:common]
         new_ids = history_ids[common:]
-        fed = len(new_ids)
 
         tokens = []  # the answer's token ids
         printed = ""  # the answer's text on stdout so far
         while len(tokens) < max_new_tokens:
-            request.infer(llm_inputs(new_ids, len(cached)))
+            request.infer(llm_inputs(model, new_ids, len(cached)))
             cached += new_ids
-            logits = request.get_tensor("logits").data[0, -1]
-            logits = penalize_repetition(logits, history_ids + tokens, penalty)
-            next_token = int(logits.argmax())
-            if next_token in llm.stop_token_ids:
+            next_token = int(request.get_tensor("logits").data[0, -1].argmax())
+            if next_token in stop_token_ids:
                 break
             tokens.append(next_token)
-            printed = stream(llm.detokenizer, tokens, printed)
+            printed = stream(detokenizer, tokens, printed)
             new_ids = [next_token]
-        answer = decode(llm.detokenizer, tokens)
+        answer = decode(detokenizer, tokens)
         print(answer[len(printed) :], flush=True)
         messages.append({"role": "assistant", "content": answer})
+        fed = len(history_ids) - common
         print(f"{fed} tokens fed, {len(tokens)} new tokens", file=sys.stderr)
 
 
@@ -383,3 +264,6 @@ if __name__ == "__main__":
         main()
     except KeyboardInterrupt:
         sys.exit(130)  # Ctrl-C: the shell's code for an interrupt, and no traceback
+    except (RuntimeError, OSError, ValueError) as error:  # OpenVINO, files, JSON
+        print(f"error: {str(error).strip().splitlines()[-1]}", file=sys.stderr)
+        sys.exit(2)
