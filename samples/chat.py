@@ -90,9 +90,9 @@ def keep_last_logits(model: ov.Model, positions: int) -> None:
     lm_head.input(0).replace_source_output(last.output(0))
 
 
-def llm_inputs(model: ov.Model, new_ids: list[int], cached: int) -> dict:
+def llm_inputs(request: ov.InferRequest, new_ids: list[int], cached: int) -> dict:
     """Inputs that feed new_ids after the `cached` tokens that the KV cache holds: those
-    the model takes (BLOOM and MPT take no position_ids)."""
+    the request's model takes (BLOOM and MPT take no position_ids)."""
     length = cached + len(new_ids)
     inputs = {
         "input_ids": np.array([new_ids], dtype=np.int64),  # (1, new tokens)
@@ -100,7 +100,7 @@ def llm_inputs(model: ov.Model, new_ids: list[int], cached: int) -> dict:
         "position_ids": np.arange(cached, length, dtype=np.int64)[None],
         "beam_idx": np.zeros(1, dtype=np.int32),  # batch row 0 continues cache row 0
     }
-    return {port.any_name: inputs[port.any_name] for port in model.inputs}
+    return {port.any_name: inputs[port.any_name] for port in request.model_inputs}
 
 
 def decode(detokenizer: ov.CompiledModel, tokens: list[int]) -> str:
@@ -244,7 +244,7 @@ def main() -> None:
         tokens = []  # the answer's token ids
         printed = ""  # the answer's text on stdout so far
         while len(tokens) < max_new_tokens:
-            request.infer(llm_inputs(model, new_ids, len(cached)))
+            request.infer(llm_inputs(request, new_ids, len(cached)))
             cached += new_ids
             next_token = int(request.get_tensor("logits").data[0, -1].argmax())
             if next_token in stop_token_ids:

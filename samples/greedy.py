@@ -71,9 +71,9 @@ def keep_last_logits(model: ov.Model, positions: int) -> None:
     lm_head.input(0).replace_source_output(last.output(0))
 
 
-def llm_inputs(model: ov.Model, new_ids: list[int], cached: int) -> dict:
+def llm_inputs(request: ov.InferRequest, new_ids: list[int], cached: int) -> dict:
     """Inputs that feed new_ids after the `cached` tokens that the KV cache holds: those
-    the model takes (BLOOM and MPT take no position_ids)."""
+    the request's model takes (BLOOM and MPT take no position_ids)."""
     length = cached + len(new_ids)
     inputs = {
         "input_ids": np.array([new_ids], dtype=np.int64),  # (1, new tokens)
@@ -81,7 +81,7 @@ def llm_inputs(model: ov.Model, new_ids: list[int], cached: int) -> dict:
         "position_ids": np.arange(cached, length, dtype=np.int64)[None],
         "beam_idx": np.zeros(1, dtype=np.int32),  # batch row 0 continues cache row 0
     }
-    return {port.any_name: inputs[port.any_name] for port in model.inputs}
+    return {port.any_name: inputs[port.any_name] for port in request.model_inputs}
 
 
 def decode(detokenizer: ov.CompiledModel, tokens: list[int]) -> str:
@@ -136,7 +136,7 @@ def main() -> None:
     new_ids = prompt_ids  # the first inference (prefill) feeds the whole prompt
     while len(tokens) < args.max_new_tokens:
         cached = len(prompt_ids) + len(tokens) - len(new_ids)
-        request.start_async(llm_inputs(model, new_ids, cached))
+        request.start_async(llm_inputs(request, new_ids, cached))
         # While the model computes the next token, print the ones before it.
         printed = stream(detokenizer, tokens, printed)
         request.wait()

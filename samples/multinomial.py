@@ -57,9 +57,9 @@ def read_llm_folder(core: ov.Core, parser, model_dir: Path):
     return model, tokenizer, detokenizer, stop_token_ids
 
 
-def llm_inputs(model: ov.Model, new_ids: list[int], cached: int) -> dict:
+def llm_inputs(request: ov.InferRequest, new_ids: list[int], cached: int) -> dict:
     """Inputs that feed new_ids after the `cached` tokens that the KV cache holds: those
-    the model takes (BLOOM and MPT take no position_ids)."""
+    the request's model takes (BLOOM and MPT take no position_ids)."""
     length = cached + len(new_ids)
     inputs = {
         "input_ids": np.array([new_ids], dtype=np.int64),  # (1, new tokens)
@@ -67,7 +67,7 @@ def llm_inputs(model: ov.Model, new_ids: list[int], cached: int) -> dict:
         "position_ids": np.arange(cached, length, dtype=np.int64)[None],
         "beam_idx": np.zeros(1, dtype=np.int32),  # batch row 0 continues cache row 0
     }
-    return {port.any_name: inputs[port.any_name] for port in model.inputs}
+    return {port.any_name: inputs[port.any_name] for port in request.model_inputs}
 
 
 def decode(detokenizer: ov.CompiledModel, tokens: list[int]) -> str:
@@ -164,7 +164,7 @@ def main() -> None:
     new_ids = prompt_ids  # the first inference (prefill) feeds the whole prompt
     while len(tokens) < args.max_new_tokens:
         cached = len(prompt_ids) + len(tokens) - len(new_ids)
-        request.infer(llm_inputs(model, new_ids, cached))
+        request.infer(llm_inputs(request, new_ids, cached))
         next_token = sample(request.get_tensor("logits").data[0, -1], args, rng)
         if next_token in stop_token_ids:
             break
