@@ -27,16 +27,11 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models/SmolLM2-135M-I
 DEFAULT_PROMPT = "The Moon is"
 EXPORT_HINT = "run scripts/prepare_default_model.py, or optimum-cli export openvino"
 LLM_FILES = ("openvino_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml")
-# Only a stateful export (--task text-generation-with-past) has beam_idx: the KV
-# cache lives in the model's state; beam_idx says which cache row a batch row continues.
-LLM_INPUTS = {"input_ids", "attention_mask", "beam_idx"}
-# Compute and cache in f32, with no on-the-fly quantization of activations: the numbers
-# then equal the references' (the CPU's default may be bf16 with an f16 or u8 cache).
-F32_CONFIG = {
-    "INFERENCE_PRECISION_HINT": "f32",
-    "KV_CACHE_PRECISION": "f32",
-    "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0",
-}
+# --f32: compute and cache in f32, as the references do (the CPU's default may be bf16
+# with an f16 or u8 cache), and quantize no activations on the fly (int4 and int8
+# weights do by default): the numbers then equal the references'.
+F32_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32"}
+F32_CONFIG["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = "0"
 
 
 @dataclass
@@ -57,167 +52,29 @@ class Group:
     finished: list[Hypothesis] = field(default_factory=list)  # best first
 
 
-# config.json's name for the context length: in Llama and most others, GPT-2, MPT.
-CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len")
-
-
-class LLMFolder(NamedTuple):
-    model: ov.Model  # the LLM, read but not compiled: it can still be edited
-    tokenizer: ov.CompiledModel  # [text] -> input_ids (1, tokens)
-    detokenizer: ov.CompiledModel  # token ids (1, tokens) -> [text]
-    stop_token_ids: set[int]  # the tokens that end an answer
-    context_length: int  # the positions the model was trained on (unknown: sys.maxsize)
-    generation_config: dict  # generation_config.json: the model's own defaults, or {}
-
-
-def is_prompt(argument: str) -> bool:
-    """Is a lone positional argument a prompt for the default model, not MODEL_DIR?
-
-    A prompt alone ("Tell me a joke") is what people type first. Text shaped like a path
-    (a folder part and no spaces) stays MODEL_DIR, so that a mistyped folder still gets
-    the message that says how to make one."""
-    if Path(argument).is_dir():
-        return False
-    return len(argument.split()) > 1 or Path(argument).name == argument
-
-
-def read_json(parser, path: Path) -> dict:
-    """A JSON file of the model folder, {} where there is none; a broken one exits."""
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as error:
-        parser.error(f"cannot read {path}: {error}")
-
-
-def last_line(error: Exception) -> str:
-    """OpenVINO's messages end with the line that says what is wrong."""
-    return str(error).strip().splitlines()[-1]
-
-
-def read_llm_folder(core: ov.Core, parser, model_dir: Path) -> LLMFolder:
-    """The folder's LLM, tokenizer and detokenizer; an unfit folder exits (code 2)."""
+def read_llm_folder(core: ov.Core, parser, model_dir: Path):
+    """The folder's LLM (read, not compiled: it can still be edited), tokenizer and
+    detokenizer, and the ids of the tokens that end an answer."""
     for name in LLM_FILES:
         if not (model_dir / name).is_file():
             parser.error(f"no {model_dir / name}: {EXPORT_HINT}")
-    try:
-        model = core.read_model(model_dir / "openvino_model.xml")
-        tokenizer = core.read_model(model_dir / "openvino_tokenizer.xml")
-        # The string operations run on the CPU only, whatever --device says.
-        compiled_tokenizer = core.compile_model(tokenizer, "CPU")
-        detokenizer = core.compile_model(model_dir / "openvino_detokenizer.xml", "CPU")
-    except RuntimeError as error:
-        parser.error(f"cannot read {model_dir}: {last_line(error)}")
-    input_names = {name for port in model.inputs for name in port.names}
-    for name in sorted(LLM_INPUTS - input_names):
-        parser.error(f"{model_dir} holds no stateful LLM (no {name}): {EXPORT_HINT}")
-    # generation_config.json lists every token that ends an answer (Llama 3: two,
-    # Phi-3: three); the tokenizer's rt_info knows one. A GGUF folder has no such file.
-    generation_config = read_json(parser, model_dir / "generation_config.json")
-    stop_token_ids = generation_config.get("eos_token_id", [])
-    if isinstance(stop_token_ids, int):
-        stop_token_ids = [stop_token_ids]
-    rt_info = tokenizer.get_rt_info()
-    if "eos_token_id" in rt_info:
-        stop_token_ids = [*stop_token_ids, rt_info["eos_token_id"].astype(int)]
-    if not stop_token_ids:
-        parser.error(
-            f"{model_dir}: no eos_token_id in its tokenizer or generation config"
-        )
-    # A GGUF-converted folder has no config.json: its context length is not known.
-    config = read_json(parser, model_dir / "config.json")
-    lengths = [config[key] for key in CONTEXT_KEYS if key in config]
-    context_length = lengths[0] if lengths else sys.maxsize
-    return LLMFolder(
-        model,
-        compiled_tokenizer,
-        detokenizer,
-        set(stop_token_ids),
-        context_length,
-        generation_config,
-    )
-
-
-def add_unused_position_ids(model: ov.Model, shape: list[int]) -> None:
-    """ALiBi models (BLOOM, MPT) take no positions: an input that they ignore lets every
-    model be fed alike."""
-    input_names = {name for port in model.inputs for name in port.names}
-    if "position_ids" in input_names:
-        return
-    positions = ov.opset13.parameter(shape, ov.Type.i64)
-    positions.output(0).set_names({"position_ids"})
-    model.add_parameters([positions])
-
-
-def fit_to_context(parser, llm, prompt_ids: list[int], max_new_tokens: int) -> int:
-    """max_new_tokens, or fewer where the model's context ends sooner (said on stderr).
-
-    Past its context a model writes nonsense without a word of warning (rotary models
-    extrapolate, learned position tables are read out of range)."""
-    room = llm.context_length - len(prompt_ids)
-    if room < 1:
-        parser.error(f"the prompt fills the model's context of {llm.context_length}")
-    if room < max_new_tokens:
-        print(f"the context leaves room for {room} new tokens", file=sys.stderr)
-    return min(room, max_new_tokens)
-
-
-def repetition_penalty(llm: LLMFolder) -> float:
-    """generation_config.json's repetition_penalty (Qwen2.5: 1.05), said on stderr."""
-    penalty = llm.generation_config.get("repetition_penalty", 1.0)
-    if penalty != 1.0:
-        print(f"generation_config.json: repetition_penalty {penalty}", file=sys.stderr)
-    return penalty
-
-
-def find_lm_head(model: ov.Model):
-    """The LM head: the MatMul of each position's hidden state by a (vocab, hidden)
-    matrix. Element-wise operations may follow it (Gemma 2 caps the logits: divide,
-    tanh, multiply); they work position by position. None where there is no MatMul."""
-    node = model.output("logits").get_node().input_value(0).get_node()
-    while node.get_type_name() in ("Divide", "Tanh", "Multiply", "Add", "Convert"):
-        node = node.input_value(0).get_node()
-    if node.get_type_name() != "MatMul":
-        return None
-    return node
-
-
-def keep_last_logits(model: ov.Model, positions: int) -> None:
-    """Compute logits (batch, positions, vocab) for the last positions only.
-
-    A long prompt would cost (prompt_len, vocab) logits that nobody reads. Slicing the
-    LM head's input before compiling removes that work. Without a MatMul head, the
-    model is left as is."""
-    lm_head = find_lm_head(model)
-    if lm_head is None:
-        return
-    hidden = lm_head.input_value(0)  # (batch, seq_len, hidden)
-    end = np.iinfo(np.int64).max
-    last = ov.opset13.slice(hidden, [-positions], [end], [1], axes=[1])
-    lm_head.input(0).replace_source_output(last.output(0))
-
-
-def compile_llm(core: ov.Core, parser, model: ov.Model, args) -> ov.CompiledModel:
-    """The LLM compiled for --device (and --f32); an unfit device exits (code 2)."""
-    try:
-        return core.compile_model(model, args.device, F32_CONFIG if args.f32 else {})
-    except RuntimeError as error:
-        parser.error(f"cannot compile for --device {args.device}: {last_line(error)}")
-
-
-def penalize_repetition(logits: np.ndarray, token_ids: list[int], penalty: float):
-    """Logits (vocab,) with each token already in the text made less likely, as
-    transformers' RepetitionPenaltyLogitsProcessor does: a positive logit divided by
-    the penalty, a negative one multiplied. A penalty of 1.0 changes nothing."""
-    if penalty == 1.0:
-        return logits
-    seen = np.unique(token_ids)
-    penalized = logits.copy()
-    penalized[seen] = np.where(
-        logits[seen] < 0, logits[seen] * penalty, logits[seen] / penalty
-    )
-    return penalized
+    model = core.read_model(model_dir / "openvino_model.xml")
+    # Only a stateful export (--task text-generation-with-past) keeps its KV cache in
+    # its state, and beam_idx says which cache row each batch row continues.
+    if "beam_idx" not in {port.any_name for port in model.inputs}:
+        parser.error(f"{model_dir} holds no stateful LLM (no beam_idx): {EXPORT_HINT}")
+    tokenizer = core.read_model(model_dir / "openvino_tokenizer.xml")
+    # generation_config.json may list several end tokens (Llama 3: two, Phi-3: three),
+    # as an id or a list; the tokenizer knows one. A GGUF-converted folder has no file.
+    config_path = model_dir / "generation_config.json"
+    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    stop_token_ids = set(np.atleast_1d(config.get("eos_token_id", [])).tolist())
+    if "eos_token_id" in tokenizer.get_rt_info():
+        stop_token_ids.add(tokenizer.get_rt_info()["eos_token_id"].astype(int))
+    # The string operations run on the CPU only, whatever --device says.
+    tokenizer = core.compile_model(tokenizer, "CPU")
+    detokenizer = core.compile_model(model_dir / "openvino_detokenizer.xml", "CPU")
+    return model, tokenizer, detokenizer, stop_token_ids
 
 
 def decode(detokenizer: ov.CompiledModel, tokens: list[int]) -> str:
@@ -254,9 +111,6 @@ def group_step(group, log_probs, picked, prompt_ids, stop_token_ids, args) -> No
     scores = log_probs[rows]  # (beams, vocab)
     for index, beam in enumerate(group.running):
         sequence = prompt_ids + beam.tokens
-        scores[index] = penalize_repetition(
-            scores[index], sequence, args.repetition_penalty
-        )
         scores[index, banned_tokens(sequence, args.no_repeat_ngram_size)] = -np.inf
         scores[index] += beam.score
     scores -= args.diversity_penalty * picked
@@ -308,8 +162,8 @@ def group_step(group, log_probs, picked, prompt_ids, stop_token_ids, args) -> No
 def main() -> None:
     # usage=SUPPRESS: a bad argument gives one line on stderr, not the usage text too.
     parser = argparse.ArgumentParser(description=__doc__, usage=argparse.SUPPRESS)
-    parser.add_argument("model_dir", nargs="?", default=str(DEFAULT_MODEL_DIR))
-    parser.add_argument("prompts", nargs="*", help=f"default: {DEFAULT_PROMPT}")
+    parser.add_argument("model_dir", nargs="?", type=Path, default=DEFAULT_MODEL_DIR)
+    parser.add_argument("prompts", nargs="*", default=[DEFAULT_PROMPT])
     parser.add_argument("--max-new-tokens", type=int, default=20, help=">= 1")
     parser.add_argument("--num-beams", type=int, default=15, help="in all groups, >= 1")
     parser.add_argument("--num-beam-groups", type=int, default=3, help="divides beams")
@@ -322,12 +176,6 @@ def main() -> None:
     parser.add_argument("--device", default="CPU", help="CPU, GPU, NPU or AUTO")
     parser.add_argument("--f32", action="store_true", help="exact, as the references")
     args = parser.parse_args()
-    # A lone argument that names no folder is a prompt for the default model.
-    if not args.prompts and is_prompt(args.model_dir):
-        args.prompts = [args.model_dir]
-        args.model_dir = str(DEFAULT_MODEL_DIR)
-    if not args.prompts:
-        args.prompts = [DEFAULT_PROMPT]
     if not all(prompt.strip() for prompt in args.prompts):
         parser.error("a prompt is empty")
     if args.max_new_tokens < 1:
@@ -348,18 +196,13 @@ def main() -> None:
 
     # Created after `import openvino_tokenizers`, so that it reads the tokenizers.
     core = ov.Core()
-    llm = read_llm_folder(core, parser, Path(args.model_dir))
-    add_unused_position_ids(llm.model, [-1, -1])  # (batch, new tokens)
-    args.repetition_penalty = repetition_penalty(llm)
-    keep_last_logits(llm.model, 1)
-    request = compile_llm(core, parser, llm.model, args).create_infer_request()
-    every_prompt_ids = []
-    for prompt in args.prompts:
-        every_prompt_ids.append(llm.tokenizer([prompt])["input_ids"][0].tolist())
-    longest = max(every_prompt_ids, key=len)
-    args.max_new_tokens = fit_to_context(parser, llm, longest, args.max_new_tokens)
+    model_files = read_llm_folder(core, parser, args.model_dir)
+    model, tokenizer, detokenizer, stop_token_ids = model_files
+    config = F32_CONFIG if args.f32 else {}
+    request = core.compile_model(model, args.device, config).create_infer_request()
 
-    for prompt_ids in every_prompt_ids:
+    for prompt in args.prompts:
+        prompt_ids = tokenizer([prompt])["input_ids"][0].tolist()
         request.reset_state()  # the KV cache is the model's state: empty it
         # Each group starts from the prompt with one beam.
         groups = [Group([Beam(0.0, [], 0)]) for _ in range(args.num_beam_groups)]
@@ -369,20 +212,21 @@ def main() -> None:
         for length in range(start, start + args.max_new_tokens):
             # Row r continues cache row beam_idx[r]: the model gathers its own cache.
             new_positions = np.arange(length - len(input_ids[0]), length)
-            request.infer(
-                {
-                    "input_ids": np.array(input_ids, dtype=np.int64),
-                    "attention_mask": np.ones((len(parent_rows), length), np.int64),
-                    "position_ids": np.tile(new_positions, (len(parent_rows), 1)),
-                    "beam_idx": np.array(parent_rows, dtype=np.int32),
-                }
-            )
+            inputs = {
+                "input_ids": np.array(input_ids, dtype=np.int64),
+                "attention_mask": np.ones((len(parent_rows), length), np.int64),
+                "position_ids": np.tile(new_positions, (len(parent_rows), 1)),
+                "beam_idx": np.array(parent_rows, dtype=np.int32),
+            }
+            # Only the inputs the model takes (BLOOM and MPT take no position_ids).
+            ports = request.model_inputs
+            request.infer({port.any_name: inputs[port.any_name] for port in ports})
             log_probs = log_softmax(request.get_tensor("logits").data[:, -1])
             picked = np.zeros(log_probs.shape[1], np.float32)  # by earlier groups
             for group in groups:
                 if group.running:
                     group_step(
-                        group, log_probs, picked, prompt_ids, llm.stop_token_ids, args
+                        group, log_probs, picked, prompt_ids, stop_token_ids, args
                     )
             beams = [beam for group in groups for beam in group.running]
             if not beams:
@@ -396,7 +240,7 @@ def main() -> None:
         hypotheses = [hypothesis for group in groups for hypothesis in group.finished]
         hypotheses.sort(key=attrgetter("score"), reverse=True)
         for hypothesis in hypotheses[: args.num_return_sequences]:  # None: all
-            text = decode(llm.detokenizer, hypothesis.tokens)
+            text = decode(detokenizer, hypothesis.tokens)
             line = f"{hypothesis.score:.6f}: {text}"
             print(line.replace("\n", "\\n"), flush=True)
 
@@ -406,3 +250,6 @@ if __name__ == "__main__":
         main()
     except KeyboardInterrupt:
         sys.exit(130)  # Ctrl-C: the shell's code for an interrupt, and no traceback
+    except (RuntimeError, OSError, ValueError) as error:  # OpenVINO, files, JSON
+        print(f"error: {str(error).strip().splitlines()[-1]}", file=sys.stderr)
+        sys.exit(2)
