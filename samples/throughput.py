@@ -8,7 +8,7 @@ ends, which starts its next step, or its next prompt once the current one is
 answered. Prints one answer per line, in the prompts' order (newlines written as \\n).
 MODEL_DIR holds openvino_model.xml, openvino_tokenizer.xml and openvino_detokenizer.xml,
 as `optimum-cli export openvino --task text-generation-with-past` writes them.
-Example: python samples/throughput.py --prompts prompts.txt --compare
+Example: python samples/throughput.py --prompts prompts.txt --requests 4
 See also samples/continuous_batching.py: many sequences in each inference instead.
 """
 
@@ -18,7 +18,6 @@ import queue
 import sys
 import time
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import openvino as ov
@@ -27,16 +26,13 @@ import openvino_tokenizers  # noqa: F401  registers the tokenizer IRs' string op
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models/SmolLM2-135M-Instruct"
 EXPORT_HINT = "run scripts/prepare_default_model.py, or optimum-cli export openvino"
 LLM_FILES = ("openvino_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml")
-# Only a stateful export (--task text-generation-with-past) has beam_idx: the KV
-# cache lives in the model's state; beam_idx says which cache row a batch row continues.
-LLM_INPUTS = {"input_ids", "attention_mask", "beam_idx"}
-# Compute and cache in f32, with no on-the-fly quantization of activations: the numbers
-# then equal the references' (the CPU's default may be bf16 with an f16 or u8 cache).
-F32_CONFIG = {
-    "INFERENCE_PRECISION_HINT": "f32",
-    "KV_CACHE_PRECISION": "f32",
-    "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0",
-}
+# --f32: compute and cache in f32, as the references do (the CPU's default may be bf16
+# with an f16 or u8 cache), and quantize no activations on the fly (int4 and int8
+# weights do by default): the numbers then equal the references'.
+F32_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32"}
+F32_CONFIG["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = "0"
+
+
 DEFAULT_PROMPTS = [
     "Once upon a time",
     "The capital of France is",
@@ -46,172 +42,52 @@ DEFAULT_PROMPTS = [
 ]
 
 
-# config.json's name for the context length: in Llama and most others, GPT-2, MPT.
-CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len")
-
-
-class LLMFolder(NamedTuple):
-    model: ov.Model  # the LLM, read but not compiled: it can still be edited
-    tokenizer: ov.CompiledModel  # [text] -> input_ids (1, tokens)
-    detokenizer: ov.CompiledModel  # token ids (1, tokens) -> [text]
-    stop_token_ids: set[int]  # the tokens that end an answer
-    context_length: int  # the positions the model was trained on (unknown: sys.maxsize)
-    generation_config: dict  # generation_config.json: the model's own defaults, or {}
-
-
-def read_json(parser, path: Path) -> dict:
-    """A JSON file of the model folder, {} where there is none; a broken one exits."""
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as error:
-        parser.error(f"cannot read {path}: {error}")
-
-
-def last_line(error: Exception) -> str:
-    """OpenVINO's messages end with the line that says what is wrong."""
-    return str(error).strip().splitlines()[-1]
-
-
-def read_llm_folder(core: ov.Core, parser, model_dir: Path) -> LLMFolder:
-    """The folder's LLM, tokenizer and detokenizer; an unfit folder exits (code 2)."""
+def read_llm_folder(core: ov.Core, parser, model_dir: Path):
+    """The folder's LLM (read, not compiled: it can still be edited), tokenizer and
+    detokenizer, and the ids of the tokens that end an answer."""
     for name in LLM_FILES:
         if not (model_dir / name).is_file():
             parser.error(f"no {model_dir / name}: {EXPORT_HINT}")
-    try:
-        model = core.read_model(model_dir / "openvino_model.xml")
-        tokenizer = core.read_model(model_dir / "openvino_tokenizer.xml")
-        # The string operations run on the CPU only, whatever --device says.
-        compiled_tokenizer = core.compile_model(tokenizer, "CPU")
-        detokenizer = core.compile_model(model_dir / "openvino_detokenizer.xml", "CPU")
-    except RuntimeError as error:
-        parser.error(f"cannot read {model_dir}: {last_line(error)}")
-    input_names = {name for port in model.inputs for name in port.names}
-    for name in sorted(LLM_INPUTS - input_names):
-        parser.error(f"{model_dir} holds no stateful LLM (no {name}): {EXPORT_HINT}")
-    # generation_config.json lists every token that ends an answer (Llama 3: two,
-    # Phi-3: three); the tokenizer's rt_info knows one. A GGUF folder has no such file.
-    generation_config = read_json(parser, model_dir / "generation_config.json")
-    stop_token_ids = generation_config.get("eos_token_id", [])
-    if isinstance(stop_token_ids, int):
-        stop_token_ids = [stop_token_ids]
-    rt_info = tokenizer.get_rt_info()
-    if "eos_token_id" in rt_info:
-        stop_token_ids = [*stop_token_ids, rt_info["eos_token_id"].astype(int)]
-    if not stop_token_ids:
-        parser.error(
-            f"{model_dir}: no eos_token_id in its tokenizer or generation config"
-        )
-    # A GGUF-converted folder has no config.json: its context length is not known.
-    config = read_json(parser, model_dir / "config.json")
-    lengths = [config[key] for key in CONTEXT_KEYS if key in config]
-    context_length = lengths[0] if lengths else sys.maxsize
-    return LLMFolder(
-        model,
-        compiled_tokenizer,
-        detokenizer,
-        set(stop_token_ids),
-        context_length,
-        generation_config,
-    )
+    model = core.read_model(model_dir / "openvino_model.xml")
+    # Only a stateful export (--task text-generation-with-past) keeps its KV cache in
+    # its state, and beam_idx says which cache row each batch row continues.
+    if "beam_idx" not in {port.any_name for port in model.inputs}:
+        parser.error(f"{model_dir} holds no stateful LLM (no beam_idx): {EXPORT_HINT}")
+    tokenizer = core.read_model(model_dir / "openvino_tokenizer.xml")
+    # generation_config.json may list several end tokens (Llama 3: two, Phi-3: three),
+    # as an id or a list; the tokenizer knows one. A GGUF-converted folder has no file.
+    config_path = model_dir / "generation_config.json"
+    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    stop_token_ids = set(np.atleast_1d(config.get("eos_token_id", [])).tolist())
+    if "eos_token_id" in tokenizer.get_rt_info():
+        stop_token_ids.add(tokenizer.get_rt_info()["eos_token_id"].astype(int))
+    # The string operations run on the CPU only, whatever --device says.
+    tokenizer = core.compile_model(tokenizer, "CPU")
+    detokenizer = core.compile_model(model_dir / "openvino_detokenizer.xml", "CPU")
+    return model, tokenizer, detokenizer, stop_token_ids
 
 
-def add_unused_position_ids(model: ov.Model, shape: list[int]) -> None:
-    """ALiBi models (BLOOM, MPT) take no positions: an input that they ignore lets every
-    model be fed alike."""
-    input_names = {name for port in model.inputs for name in port.names}
-    if "position_ids" in input_names:
-        return
-    positions = ov.opset13.parameter(shape, ov.Type.i64)
-    positions.output(0).set_names({"position_ids"})
-    model.add_parameters([positions])
-
-
-def fit_to_context(parser, llm, prompt_ids: list[int], max_new_tokens: int) -> int:
-    """max_new_tokens, or fewer where the model's context ends sooner (said on stderr).
-
-    Past its context a model writes nonsense without a word of warning (rotary models
-    extrapolate, learned position tables are read out of range)."""
-    room = llm.context_length - len(prompt_ids)
-    if room < 1:
-        parser.error(f"the prompt fills the model's context of {llm.context_length}")
-    if room < max_new_tokens:
-        print(f"the context leaves room for {room} new tokens", file=sys.stderr)
-    return min(room, max_new_tokens)
-
-
-def repetition_penalty(llm: LLMFolder) -> float:
-    """generation_config.json's repetition_penalty (Qwen2.5: 1.05), said on stderr."""
-    penalty = llm.generation_config.get("repetition_penalty", 1.0)
-    if penalty != 1.0:
-        print(f"generation_config.json: repetition_penalty {penalty}", file=sys.stderr)
-    return penalty
-
-
-def find_lm_head(model: ov.Model):
-    """The LM head: the MatMul of each position's hidden state by a (vocab, hidden)
-    matrix. Element-wise operations may follow it (Gemma 2 caps the logits: divide,
-    tanh, multiply); they work position by position. None where there is no MatMul."""
-    node = model.output("logits").get_node().input_value(0).get_node()
-    while node.get_type_name() in ("Divide", "Tanh", "Multiply", "Add", "Convert"):
-        node = node.input_value(0).get_node()
-    if node.get_type_name() != "MatMul":
-        return None
-    return node
-
-
-def keep_last_logits(model: ov.Model, positions: int) -> None:
-    """Compute logits (batch, positions, vocab) for the last positions only.
-
-    A long prompt would cost (prompt_len, vocab) logits that nobody reads. Slicing the
-    LM head's input before compiling removes that work. Without a MatMul head, the
-    model is left as is."""
-    lm_head = find_lm_head(model)
-    if lm_head is None:
-        return
-    hidden = lm_head.input_value(0)  # (batch, seq_len, hidden)
-    end = np.iinfo(np.int64).max
-    last = ov.opset13.slice(hidden, [-positions], [end], [1], axes=[1])
-    lm_head.input(0).replace_source_output(last.output(0))
-
-
-def compile_for_throughput(core: ov.Core, parser, model: ov.Model, args):
-    """The LLM compiled for many requests at once; an unfit device exits (code 2)."""
+def compile_for_throughput(core: ov.Core, model: ov.Model, args) -> ov.CompiledModel:
+    """The LLM compiled for many requests at once: the device splits into streams."""
     config = {"PERFORMANCE_HINT": "THROUGHPUT"}
     if args.device.startswith("AUTO"):
         config = {"PERFORMANCE_HINT": "CUMULATIVE_THROUGHPUT"}  # spread over devices
     if args.f32:
         config.update(F32_CONFIG)
-    try:
-        return core.compile_model(model, args.device, config)
-    except RuntimeError as error:
-        parser.error(f"cannot compile for --device {args.device}: {last_line(error)}")
+    return core.compile_model(model, args.device, config)
 
 
-def llm_inputs(new_ids: list[int], cached: int) -> dict[str, np.ndarray]:
-    """Inputs that feed new_ids after the `cached` tokens that the KV cache holds."""
+def llm_inputs(request: ov.InferRequest, new_ids: list[int], cached: int) -> dict:
+    """Inputs that feed new_ids after the `cached` tokens that the KV cache holds: those
+    the request's model takes (BLOOM and MPT take no position_ids)."""
     length = cached + len(new_ids)
-    return {
+    inputs = {
         "input_ids": np.array([new_ids], dtype=np.int64),  # (1, new tokens)
         "attention_mask": np.ones((1, length), dtype=np.int64),
         "position_ids": np.arange(cached, length, dtype=np.int64)[None],
         "beam_idx": np.zeros(1, dtype=np.int32),  # batch row 0 continues cache row 0
     }
-
-
-def penalize_repetition(logits: np.ndarray, token_ids: list[int], penalty: float):
-    """Logits (vocab,) with each token already in the text made less likely, as
-    transformers' RepetitionPenaltyLogitsProcessor does: a positive logit divided by
-    the penalty, a negative one multiplied. A penalty of 1.0 changes nothing."""
-    if penalty == 1.0:
-        return logits
-    seen = np.unique(token_ids)
-    penalized = logits.copy()
-    penalized[seen] = np.where(
-        logits[seen] < 0, logits[seen] * penalty, logits[seen] / penalty
-    )
-    return penalized
+    return {port.any_name: inputs[port.any_name] for port in request.model_inputs}
 
 
 def decode(detokenizer: ov.CompiledModel, tokens: list[int]) -> str:
@@ -234,13 +110,9 @@ def generate_with_requests(
     prompts: list[list[int]],
     max_new_tokens: int,
     stop_token_ids: set[int],
-    penalty: float,
-) -> tuple[list[list[int]], int]:
-    """Greedy answers to every prompt, the requests kept busy while prompts remain;
-    and the most requests that were computing at once."""
+) -> list[list[int]]:
+    """Greedy answers to every prompt, the requests kept busy while prompts remain."""
     answers = [[] for _ in prompts]
-    in_flight = 0  # requests started whose end has not been taken from the queue
-    most_in_flight = 0
     working_on = [None] * len(requests)  # the prompt index each request answers
     waiting = iter(range(len(prompts)))  # the prompts no request has taken yet
     answered = 0
@@ -254,27 +126,21 @@ def generate_with_requests(
         request = requests[index]
         prompt_index = working_on[index]
         if prompt_index is not None:
-            in_flight -= 1
             answer = answers[prompt_index]
-            logits = request.get_tensor("logits").data[0, -1]
-            seen = prompts[prompt_index] + answer
-            token = int(penalize_repetition(logits, seen, penalty).argmax())
+            token = int(request.get_tensor("logits").data[0, -1].argmax())
             if token not in stop_token_ids:
                 answer.append(token)
             if token not in stop_token_ids and len(answer) < max_new_tokens:
                 cached = len(prompts[prompt_index]) + len(answer) - 1
-                request.start_async(llm_inputs([token], cached))
-                in_flight += 1
+                request.start_async(llm_inputs(request, [token], cached))
                 continue
             answered += 1
         # The request is free: it takes the next prompt, with an empty KV cache.
         working_on[index] = next(waiting, None)
         if working_on[index] is not None:
             request.reset_state()
-            request.start_async(llm_inputs(prompts[working_on[index]], 0))
-            in_flight += 1
-            most_in_flight = max(most_in_flight, in_flight)
-    return answers, most_in_flight
+            request.start_async(llm_inputs(request, prompts[working_on[index]], 0))
+    return answers
 
 
 def main() -> None:
@@ -285,7 +151,6 @@ def main() -> None:
     parser.add_argument("--prompts", type=prompts_file, help="a prompt per line")
     parser.add_argument("--max-new-tokens", type=int, default=100, help=">= 1")
     parser.add_argument("--requests", type=int, help="default: the device's optimum")
-    parser.add_argument("--compare", action="store_true", help="then with 1 request")
     parser.add_argument("--device", default="CPU", help="CPU, GPU, NPU or AUTO")
     parser.add_argument("--f32", action="store_true", help="exact, as the references")
     args = parser.parse_args()
@@ -297,39 +162,29 @@ def main() -> None:
 
     # Created after `import openvino_tokenizers`, so that it reads the tokenizers.
     core = ov.Core()
-    llm = read_llm_folder(core, parser, args.model_dir)
-    add_unused_position_ids(llm.model, [-1, -1])  # (batch, new tokens)
-    keep_last_logits(llm.model, 1)
-    compiled = compile_for_throughput(core, parser, llm.model, args)
+    model_files = read_llm_folder(core, parser, args.model_dir)
+    model, tokenizer, detokenizer, stop_token_ids = model_files
+    compiled = compile_for_throughput(core, model, args)
     # One prompt a call: a batch would be padded to its longest prompt.
     prompt_ids = []
     for prompt in prompts:
-        prompt_ids.append(llm.tokenizer([prompt])["input_ids"][0].tolist())
-    longest = max(prompt_ids, key=len)
-    args.max_new_tokens = fit_to_context(parser, llm, longest, args.max_new_tokens)
-    penalty = repetition_penalty(llm)
+        prompt_ids.append(tokenizer([prompt])["input_ids"][0].tolist())
 
-    counts = [
-        args.requests or compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")
-    ]
-    if args.compare:
-        counts.append(1)
-    for count in counts:
-        requests = [compiled.create_infer_request() for _ in range(count)]
-        start = time.perf_counter()
-        answers, most_in_flight = generate_with_requests(
-            requests, prompt_ids, args.max_new_tokens, llm.stop_token_ids, penalty
-        )
-        seconds = time.perf_counter() - start
-        tokens = sum(len(answer) for answer in answers)
-        print(
-            f"{len(prompts)} prompts, {tokens} new tokens in {seconds:.2f} s "
-            f"with {count} requests, {most_in_flight} in flight at most: "
-            f"{tokens / seconds:.1f} tokens/s",
-            file=sys.stderr,
-        )
+    count = args.requests or compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")
+    requests = [compiled.create_infer_request() for _ in range(count)]
+    start = time.perf_counter()
+    answers = generate_with_requests(
+        requests, prompt_ids, args.max_new_tokens, stop_token_ids
+    )
+    seconds = time.perf_counter() - start
+    tokens = sum(len(answer) for answer in answers)
     for answer in answers:  # one line per prompt, in the prompts' order
-        print(decode(llm.detokenizer, answer).replace("\n", "\\n"))
+        print(decode(detokenizer, answer).replace("\n", "\\n"))
+    print(
+        f"{len(prompts)} prompts, {tokens} new tokens in {seconds:.2f} s "
+        f"with {count} requests: {tokens / seconds:.1f} tokens/s",
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":
@@ -337,3 +192,6 @@ if __name__ == "__main__":
         main()
     except KeyboardInterrupt:
         sys.exit(130)  # Ctrl-C: the shell's code for an interrupt, and no traceback
+    except (RuntimeError, OSError, ValueError) as error:  # OpenVINO, files, JSON
+        print(f"error: {str(error).strip().splitlines()[-1]}", file=sys.stderr)
+        sys.exit(2)

@@ -21,8 +21,7 @@ FORMATS = {
     r"(?P<accepted>\d+) of (?P<proposed>\d+) (?:draft tokens|guesses) accepted",
     # throughput.py
     "requests": r"(?P<prompts>\d+) prompts, (?P<new_tokens>\d+) new tokens "
-    rf"in (?P<seconds>{NUMBER}) s with (?P<requests>\d+) requests, "
-    r"(?P<in_flight>\d+) in flight at most: "
+    rf"in (?P<seconds>{NUMBER}) s with (?P<requests>\d+) requests: "
     rf"(?P<tokens_per_second>{NUMBER}) tokens/s",
     # continuous_batching.py
     "batching": r"(?P<prompts>\d+) prompts, (?P<new_tokens>\d+) new tokens "
