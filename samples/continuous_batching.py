@@ -19,7 +19,6 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import openvino as ov
@@ -31,16 +30,13 @@ from openvino._offline_transformations import paged_attention_transformation
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models/SmolLM2-135M-Instruct"
 EXPORT_HINT = "run scripts/prepare_default_model.py, or optimum-cli export openvino"
 LLM_FILES = ("openvino_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml")
-# Only a stateful export (--task text-generation-with-past) has beam_idx: the KV
-# cache lives in the model's state; beam_idx says which cache row a batch row continues.
-LLM_INPUTS = {"input_ids", "attention_mask", "beam_idx"}
-# Compute and cache in f32, with no on-the-fly quantization of activations: the numbers
-# then equal the references' (the CPU's default may be bf16 with an f16 or u8 cache).
-F32_CONFIG = {
-    "INFERENCE_PRECISION_HINT": "f32",
-    "KV_CACHE_PRECISION": "f32",
-    "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0",
-}
+# --f32: compute and cache in f32, as the references do (the CPU's default may be bf16
+# with an f16 or u8 cache), and quantize no activations on the fly (int4 and int8
+# weights do by default): the numbers then equal the references'.
+F32_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32"}
+F32_CONFIG["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = "0"
+
+
 DEFAULT_PROMPTS = [
     "Once upon a time",
     "The capital of France is",
@@ -57,141 +53,46 @@ class SequenceInFlight:
     cached: int  # the tokens in its cache blocks
 
 
-# config.json's name for the context length: in Llama and most others, GPT-2, MPT.
-CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len")
-
-
-class LLMFolder(NamedTuple):
-    model: ov.Model  # the LLM, read but not compiled: it can still be edited
-    tokenizer: ov.CompiledModel  # [text] -> input_ids (1, tokens)
-    detokenizer: ov.CompiledModel  # token ids (1, tokens) -> [text]
-    stop_token_ids: set[int]  # the tokens that end an answer
-    context_length: int  # the positions the model was trained on (unknown: sys.maxsize)
-    generation_config: dict  # generation_config.json: the model's own defaults, or {}
-
-
-def read_json(parser, path: Path) -> dict:
-    """A JSON file of the model folder, {} where there is none; a broken one exits."""
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as error:
-        parser.error(f"cannot read {path}: {error}")
-
-
-def last_line(error: Exception) -> str:
-    """OpenVINO's messages end with the line that says what is wrong."""
-    return str(error).strip().splitlines()[-1]
-
-
-def read_llm_folder(core: ov.Core, parser, model_dir: Path) -> LLMFolder:
-    """The folder's LLM, tokenizer and detokenizer; an unfit folder exits (code 2)."""
+def read_llm_folder(core: ov.Core, parser, model_dir: Path):
+    """The folder's LLM (read, not compiled: it can still be edited), tokenizer and
+    detokenizer, and the ids of the tokens that end an answer."""
     for name in LLM_FILES:
         if not (model_dir / name).is_file():
             parser.error(f"no {model_dir / name}: {EXPORT_HINT}")
-    try:
-        model = core.read_model(model_dir / "openvino_model.xml")
-        tokenizer = core.read_model(model_dir / "openvino_tokenizer.xml")
-        # The string operations run on the CPU only, whatever --device says.
-        compiled_tokenizer = core.compile_model(tokenizer, "CPU")
-        detokenizer = core.compile_model(model_dir / "openvino_detokenizer.xml", "CPU")
-    except RuntimeError as error:
-        parser.error(f"cannot read {model_dir}: {last_line(error)}")
-    input_names = {name for port in model.inputs for name in port.names}
-    for name in sorted(LLM_INPUTS - input_names):
-        parser.error(f"{model_dir} holds no stateful LLM (no {name}): {EXPORT_HINT}")
-    # generation_config.json lists every token that ends an answer (Llama 3: two,
-    # Phi-3: three); the tokenizer's rt_info knows one. A GGUF folder has no such file.
-    generation_config = read_json(parser, model_dir / "generation_config.json")
-    stop_token_ids = generation_config.get("eos_token_id", [])
-    if isinstance(stop_token_ids, int):
-        stop_token_ids = [stop_token_ids]
-    rt_info = tokenizer.get_rt_info()
-    if "eos_token_id" in rt_info:
-        stop_token_ids = [*stop_token_ids, rt_info["eos_token_id"].astype(int)]
-    if not stop_token_ids:
-        parser.error(
-            f"{model_dir}: no eos_token_id in its tokenizer or generation config"
-        )
-    # A GGUF-converted folder has no config.json: its context length is not known.
-    config = read_json(parser, model_dir / "config.json")
-    lengths = [config[key] for key in CONTEXT_KEYS if key in config]
-    context_length = lengths[0] if lengths else sys.maxsize
-    return LLMFolder(
-        model,
-        compiled_tokenizer,
-        detokenizer,
-        set(stop_token_ids),
-        context_length,
-        generation_config,
-    )
-
-
-def add_unused_position_ids(model: ov.Model, shape: list[int]) -> None:
-    """ALiBi models (BLOOM, MPT) take no positions: an input that they ignore lets every
-    model be fed alike."""
-    input_names = {name for port in model.inputs for name in port.names}
-    if "position_ids" in input_names:
-        return
-    positions = ov.opset13.parameter(shape, ov.Type.i64)
-    positions.output(0).set_names({"position_ids"})
-    model.add_parameters([positions])
-
-
-def fit_to_context(parser, llm, prompt_ids: list[int], max_new_tokens: int) -> int:
-    """max_new_tokens, or fewer where the model's context ends sooner (said on stderr).
-
-    Past its context a model writes nonsense without a word of warning (rotary models
-    extrapolate, learned position tables are read out of range)."""
-    room = llm.context_length - len(prompt_ids)
-    if room < 1:
-        parser.error(f"the prompt fills the model's context of {llm.context_length}")
-    if room < max_new_tokens:
-        print(f"the context leaves room for {room} new tokens", file=sys.stderr)
-    return min(room, max_new_tokens)
-
-
-def repetition_penalty(llm: LLMFolder) -> float:
-    """generation_config.json's repetition_penalty (Qwen2.5: 1.05), said on stderr."""
-    penalty = llm.generation_config.get("repetition_penalty", 1.0)
-    if penalty != 1.0:
-        print(f"generation_config.json: repetition_penalty {penalty}", file=sys.stderr)
-    return penalty
-
-
-def find_lm_head(model: ov.Model):
-    """The LM head: the MatMul of each position's hidden state by a (vocab, hidden)
-    matrix. Element-wise operations may follow it (Gemma 2 caps the logits: divide,
-    tanh, multiply); they work position by position. None where there is no MatMul."""
-    node = model.output("logits").get_node().input_value(0).get_node()
-    while node.get_type_name() in ("Divide", "Tanh", "Multiply", "Add", "Convert"):
-        node = node.input_value(0).get_node()
-    if node.get_type_name() != "MatMul":
-        return None
-    return node
+    model = core.read_model(model_dir / "openvino_model.xml")
+    # Only a stateful export (--task text-generation-with-past) keeps its KV cache in
+    # its state, and beam_idx says which cache row each batch row continues.
+    if "beam_idx" not in {port.any_name for port in model.inputs}:
+        parser.error(f"{model_dir} holds no stateful LLM (no beam_idx): {EXPORT_HINT}")
+    tokenizer = core.read_model(model_dir / "openvino_tokenizer.xml")
+    # generation_config.json may list several end tokens (Llama 3: two, Phi-3: three),
+    # as an id or a list; the tokenizer knows one. A GGUF-converted folder has no file.
+    config_path = model_dir / "generation_config.json"
+    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    stop_token_ids = set(np.atleast_1d(config.get("eos_token_id", [])).tolist())
+    if "eos_token_id" in tokenizer.get_rt_info():
+        stop_token_ids.add(tokenizer.get_rt_info()["eos_token_id"].astype(int))
+    # The string operations run on the CPU only, whatever --device says.
+    tokenizer = core.compile_model(tokenizer, "CPU")
+    detokenizer = core.compile_model(model_dir / "openvino_detokenizer.xml", "CPU")
+    return model, tokenizer, detokenizer, stop_token_ids
 
 
 def add_last_positions_input(model: ov.Model) -> None:
     """A new input, last_positions: the tokens whose logits to compute, one a sequence.
 
     After the paged rewrite the tokens of all sequences lie along axis 0. Gathering each
-    sequence's last one before the LM head gives logits (sequences, 1, vocab), and
+    sequence's last one before the LM head (the MatMul by the (vocab, hidden) matrix,
+    which element-wise operations may follow) gives logits (sequences, 1, vocab), and
     spares every prompt's (prompt_len, vocab) logits that nobody reads."""
     last_positions = ov.opset13.parameter([-1], ov.Type.i64, name="last_positions")
     last_positions.output(0).set_names({"last_positions"})
-    lm_head = find_lm_head(model)
+    lm_head = model.output("logits").get_node()
+    while lm_head.get_type_name() != "MatMul":
+        lm_head = lm_head.input_value(0).get_node()
     gathered = ov.opset13.gather(lm_head.input_value(0), last_positions, 0)
     lm_head.input(0).replace_source_output(gathered.output(0))
     model.add_parameters([last_positions])
-
-
-def compile_llm(core: ov.Core, parser, model: ov.Model, args) -> ov.CompiledModel:
-    """The LLM compiled for --device (and --f32); an unfit device exits (code 2)."""
-    try:
-        return core.compile_model(model, args.device, F32_CONFIG if args.f32 else {})
-    except RuntimeError as error:
-        parser.error(f"cannot compile for --device {args.device}: {last_line(error)}")
 
 
 def blocks_for(compiled: ov.CompiledModel, tokens: int) -> int:
@@ -215,20 +116,6 @@ def allocate_cache_blocks(compiled, request: ov.InferRequest, blocks: int) -> No
             request.set_tensor(port, ov.Tensor(port.element_type, shape))
 
 
-def penalize_repetition(logits: np.ndarray, token_ids: list[int], penalty: float):
-    """Logits (vocab,) with each token already in the text made less likely, as
-    transformers' RepetitionPenaltyLogitsProcessor does: a positive logit divided by
-    the penalty, a negative one multiplied. A penalty of 1.0 changes nothing."""
-    if penalty == 1.0:
-        return logits
-    seen = np.unique(token_ids)
-    penalized = logits.copy()
-    penalized[seen] = np.where(
-        logits[seen] < 0, logits[seen] * penalty, logits[seen] / penalty
-    )
-    return penalized
-
-
 def decode(detokenizer: ov.CompiledModel, tokens: list[int]) -> str:
     """The text of some token ids."""
     return str(detokenizer(np.array([tokens], dtype=np.int64))["string_output"][0])
@@ -249,25 +136,21 @@ def generate_in_batches(
     prompts: list[list[int]],
     max_new_tokens: int,
     stop_token_ids: set[int],
-    penalty: float,
     block_table: np.ndarray,
 ) -> tuple[list[list[int]], int]:
     """Greedy answers to every prompt, and the inferences that made them;
     block_table[place] lists each place's cache blocks."""
     answers = [[] for _ in prompts]
+    places, blocks_per_place = block_table.shape
     inferences = 0
     waiting = iter(range(len(prompts)))  # the prompts not started yet
     running = {}  # place: SequenceInFlight
     while True:
         # Free places take the next prompts; their blocks are written from position 0.
-        for place in range(len(block_table)):
-            if place not in running:
-                prompt_index = next(waiting, None)
-                if prompt_index is None:
-                    break
-                running[place] = SequenceInFlight(
-                    prompt_index, prompts[prompt_index], 0
-                )
+        # (zip stops at the last free place before it takes another prompt.)
+        free_places = [place for place in range(places) if place not in running]
+        for place, prompt_index in zip(free_places, waiting):
+            running[place] = SequenceInFlight(prompt_index, prompts[prompt_index], 0)
         if not running:
             return answers, inferences
 
@@ -281,30 +164,28 @@ def generate_in_batches(
             new_ids += sequence.new_ids
             positions += range(sequence.cached, sequence.cached + len(sequence.new_ids))
         past_lens = np.array([sequence.cached for sequence in sequences])
-        blocks_per_place = block_table.shape[1]
-        request.infer(
-            {
-                "input_ids": np.array(new_ids, dtype=np.int64),
-                "position_ids": np.array(positions, dtype=np.int64),
-                "past_lens": past_lens.astype(np.int32),  # tokens already cached
-                "subsequence_begins": begins.astype(np.int32),
-                "max_context_len": np.array(max(past_lens + lengths), np.int32),
-                # Each sequence's blocks, in order, found from block_indices_begins.
-                "block_indices": block_table[list(running)].ravel(),
-                "block_indices_begins": (
-                    np.arange(len(running) + 1, dtype=np.int32) * blocks_per_place
-                ),
-                "last_positions": begins[1:] - 1,  # each sequence's last token
-            }
-        )
+        block_begins = np.arange(len(running) + 1, dtype=np.int32) * blocks_per_place
+        inputs = {
+            "input_ids": np.array(new_ids, dtype=np.int64),
+            "position_ids": np.array(positions, dtype=np.int64),
+            "past_lens": past_lens.astype(np.int32),  # tokens already cached
+            "subsequence_begins": begins.astype(np.int32),
+            "max_context_len": np.array(max(past_lens + lengths), np.int32),
+            # Each sequence's blocks, in order, found from block_indices_begins.
+            "block_indices": block_table[list(running)].ravel(),
+            "block_indices_begins": block_begins,
+            "last_positions": begins[1:] - 1,  # each sequence's last token
+        }
+        # Only the inputs the model takes (BLOOM: no position_ids).
+        names = {port.any_name for port in request.model_inputs}
+        request.infer({name: inputs[name] for name in inputs if name in names})
         inferences += 1
         logits = request.get_tensor("logits").data[:, -1]  # (sequences, vocab)
 
         for row, place in enumerate(list(running)):
             sequence = running[place]
             answer = answers[sequence.prompt_index]
-            seen = prompts[sequence.prompt_index] + answer
-            token = int(penalize_repetition(logits[row], seen, penalty).argmax())
+            token = int(logits[row].argmax())
             if token not in stop_token_ids:
                 answer.append(token)
             sequence.cached += len(sequence.new_ids)
@@ -320,9 +201,7 @@ def main() -> None:
     prompts_file = argparse.FileType(encoding="utf-8")
     parser.add_argument("--prompts", type=prompts_file, help="a prompt per line")
     parser.add_argument("--max-new-tokens", type=int, default=100, help=">= 1")
-    parser.add_argument(
-        "--max-sequences", type=int, default=32, help="in a batch, >= 1"
-    )
+    parser.add_argument("--max-sequences", type=int, default=32, help="a batch, >= 1")
     parser.add_argument("--device", default="CPU", help="CPU or GPU (tested on CPU)")
     parser.add_argument("--f32", action="store_true", help="exact, as the references")
     args = parser.parse_args()
@@ -334,24 +213,21 @@ def main() -> None:
 
     # Created after `import openvino_tokenizers`, so that it reads the tokenizers.
     core = ov.Core()
-    llm = read_llm_folder(core, parser, args.model_dir)
-    config = read_json(parser, args.model_dir / "config.json")
+    model_files = read_llm_folder(core, parser, args.model_dir)
+    model, tokenizer, detokenizer, stop_token_ids = model_files
+    config_path = args.model_dir / "config.json"
+    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
     # OpenVINO's paged rewrite of MPT's attention gives wrong text (genai's too).
     if config.get("model_type") == "mpt":
         parser.error(f"{args.model_dir}: OpenVINO's paged attention gets MPT wrong")
     # Now input_ids is (tokens,) and logits (tokens, 1, vocab), for all sequences.
-    paged_attention_transformation(llm.model)
-    add_unused_position_ids(llm.model, [-1])  # (tokens,)
-    add_last_positions_input(llm.model)
+    paged_attention_transformation(model)
+    add_last_positions_input(model)
     # One stream on all cores: the batch, not parallel requests, keeps them busy.
-    compiled = compile_llm(core, parser, llm.model, args)
+    compiled = core.compile_model(model, args.device, F32_CONFIG if args.f32 else {})
     # One prompt a call: a batch would be padded to its longest prompt.
-    prompt_ids = []
-    for prompt in prompts:
-        prompt_ids.append(llm.tokenizer([prompt])["input_ids"][0].tolist())
+    prompt_ids = [tokenizer([prompt])["input_ids"][0].tolist() for prompt in prompts]
     longest = max(prompt_ids, key=len)
-    args.max_new_tokens = fit_to_context(parser, llm, longest, args.max_new_tokens)
-    penalty = repetition_penalty(llm)
 
     # Each place owns enough blocks for the longest prompt and its answer.
     places = min(args.max_sequences, len(prompts))
@@ -363,12 +239,7 @@ def main() -> None:
 
     start = time.perf_counter()
     answers, inferences = generate_in_batches(
-        request,
-        prompt_ids,
-        args.max_new_tokens,
-        llm.stop_token_ids,
-        penalty,
-        block_table,
+        request, prompt_ids, args.max_new_tokens, stop_token_ids, block_table
     )
     seconds = time.perf_counter() - start
     tokens = sum(len(answer) for answer in answers)
@@ -378,7 +249,7 @@ def main() -> None:
         file=sys.stderr,
     )
     for answer in answers:  # one line per prompt, in the prompts' order
-        print(decode(llm.detokenizer, answer).replace("\n", "\\n"))
+        print(decode(detokenizer, answer).replace("\n", "\\n"))
 
 
 if __name__ == "__main__":
@@ -386,3 +257,6 @@ if __name__ == "__main__":
         main()
     except KeyboardInterrupt:
         sys.exit(130)  # Ctrl-C: the shell's code for an interrupt, and no traceback
+    except (RuntimeError, OSError, ValueError) as error:  # OpenVINO, files, JSON
+        print(f"error: {str(error).strip().splitlines()[-1]}", file=sys.stderr)
+        sys.exit(2)
