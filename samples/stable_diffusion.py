@@ -43,38 +43,12 @@ class ImageModels(NamedTuple):
     vae_decoder: ov.Model  # latents (1, 4, h / 8, w / 8) -> image (1, 3, h, w)
 
 
-def check_image_folder(parser, model_dir: Path) -> None:
-    """Exit (code 2) where the folder lacks one of IMAGE_FILES."""
+def read_image_models(core: ov.Core, parser, model_dir: Path) -> ImageModels:
+    """The folder's four networks, read but not compiled; a missing file exits."""
     for name in IMAGE_FILES:
         if not (model_dir / name).is_file():
             parser.error(f"no {model_dir / name}: {EXPORT_HINT}")
-
-
-def last_line(error: Exception) -> str:
-    """OpenVINO's messages end with the line that says what is wrong."""
-    return str(error).strip().splitlines()[-1]
-
-
-def read_image_models(core: ov.Core, parser, model_dir: Path) -> ImageModels:
-    """The folder's four IRs, read but not compiled; an unreadable IR exits."""
-    models = []
-    for name in IMAGE_FILES[:4]:
-        try:
-            models.append(core.read_model(model_dir / name))
-        except RuntimeError as error:
-            parser.error(f"cannot read {model_dir / name}: {last_line(error)}")
-    return ImageModels(*models)
-
-
-def compile_network(core: ov.Core, parser, model: ov.Model, args) -> ov.CompiledModel:
-    """A network compiled for --device (in f32 with --f32); an unfit device exits."""
-    config = {}
-    if args.f32:
-        config = {"INFERENCE_PRECISION_HINT": "f32"}
-    try:
-        return core.compile_model(model, args.device, config)
-    except RuntimeError as error:
-        parser.error(f"cannot compile for --device {args.device}: {last_line(error)}")
+    return ImageModels(*[core.read_model(model_dir / name) for name in IMAGE_FILES[:4]])
 
 
 def clip_input_ids(tokenizer: ov.CompiledModel, text: str, pad_token_id: int):
@@ -167,7 +141,6 @@ def main() -> None:
     parser.add_argument("--device", default="CPU", help="CPU, GPU, NPU or AUTO")
     parser.add_argument("--f32", action="store_true", help="exact, as diffusers")
     args = parser.parse_args()
-    check_image_folder(parser, args.model_dir)
     if min(args.width, args.height) < 8 or args.width % 8 or args.height % 8:
         parser.error("--width and --height must be positive multiples of 8")
     if args.steps < 1:
@@ -199,9 +172,10 @@ def main() -> None:
             "encoder_hidden_states": hidden,
         }
     )
-    text_encoder = compile_network(core, parser, models.text_encoder, args)
-    unet = compile_network(core, parser, models.unet, args)
-    vae_decoder = compile_network(core, parser, models.vae_decoder, args)
+    config = {"INFERENCE_PRECISION_HINT": "f32"} if args.f32 else {}
+    text_encoder = core.compile_model(models.text_encoder, args.device, config)
+    unet = core.compile_model(models.unet, args.device, config)
+    vae_decoder = core.compile_model(models.vae_decoder, args.device, config)
     # The string operations run on the CPU only, whatever --device says.
     tokenizer = core.compile_model(models.tokenizer, "CPU")
 
@@ -260,3 +234,6 @@ if __name__ == "__main__":
         main()
     except KeyboardInterrupt:
         sys.exit(130)  # Ctrl-C: the shell's code for an interrupt, and no traceback
+    except (RuntimeError, OSError, ValueError) as error:  # OpenVINO, files, JSON
+        print(f"error: {str(error).strip().splitlines()[-1]}", file=sys.stderr)
+        sys.exit(2)
