@@ -362,12 +362,15 @@ def stop_ids(config) -> list[int]:
 
 
 def greedy(model, config, prompt_ids: list[int], max_new_tokens: int) -> dict:
-    """transformers' greedy generate() with the folder's generation config."""
+    """transformers' greedy generate() with the folder's stop tokens. The samples take
+    nothing else from generation_config.json, as openvino_genai's samples: Qwen2.5's
+    repetition penalty (1.05) stays in the file and is switched off here."""
     out = model.generate(
         torch.tensor([prompt_ids]),
         attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long),
         generation_config=config,
         do_sample=False,
+        repetition_penalty=1.0,
         max_new_tokens=max_new_tokens,
     )[0, len(prompt_ids) :].tolist()
     stop = out[-1] if out and out[-1] in stop_ids(config) else None
@@ -382,6 +385,7 @@ def beam_search(model, config, tokenizer, prompt_ids: list[int]) -> list[dict]:
         attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long),
         generation_config=config,
         do_sample=False,
+        repetition_penalty=1.0,
         num_beams=4,
         num_return_sequences=4,
         max_new_tokens=BEAM_MAX_NEW_TOKENS,
