@@ -7,6 +7,7 @@ tests/data/tiny-llama/expected_chat.json by scripts/tiny_llm.py (tests/test_refe
 recomputes it, and checks the real model against openvino_genai on the templated history).
 """
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -106,3 +107,39 @@ def test_bad_input_gives_one_line_and_exit_code_2(name, tmp_path):
     make_folder, args, says = BAD_INPUTS[name]
     run = run_sample("chat.py", make_folder(tmp_path), *args, stdin="Hello\n")
     check_bad_input(run, says)
+
+
+def small_context_copy(tmp_path, context_length: int) -> Path:
+    """A copy of the tiny IR whose config.json says the model's context is shorter."""
+    shutil.copytree(IR, tmp_path / "small")
+    config_path = tmp_path / "small" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["max_position_embeddings"] = context_length
+    config_path.write_text(json.dumps(config))
+    return tmp_path / "small"
+
+
+def test_chat_that_outgrows_the_context_ends_in_one_line(tmp_path):
+    """The first turn's history is 34 tokens: in a context of 36 its answer stops after
+    2 tokens (said on stderr); the second turn no longer fits: one line, exit 2."""
+    conversation = CASES[0]
+    first = conversation["answers"][0]
+    model = small_context_copy(tmp_path, context_length=36)
+    stdin = "".join(turn + "\n" for turn in conversation["turns"])
+    run = run_sample("chat.py", model, "--max-new-tokens", 4, "--f32", stdin=stdin)
+    assert run.returncode == 2
+    assert run.stderr.splitlines() == [
+        "the context leaves room for 2 new tokens",
+        f"{first['fed']} tokens fed, 2 new tokens",
+        "chat.py: error: the prompt fills the model's context of 36",
+    ]
+    answer = run.stdout.removesuffix("\n")
+    assert answer and first["answer"].startswith(answer)
+
+
+def test_broken_config_json_gives_one_line_and_exit_code_2(tmp_path):
+    """chat.py reads config.json for the context length: JSON's own message."""
+    shutil.copytree(IR, tmp_path / "ir")
+    (tmp_path / "ir" / "config.json").write_text('{"max_position_embeddings": ')
+    run = run_sample("chat.py", tmp_path / "ir", stdin="Hello\n")
+    check_bad_input(run, "error: Expecting value")

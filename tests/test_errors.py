@@ -1,6 +1,9 @@
 """One error path in every sample: an unfit model folder, an unreadable IR or an unknown
 device ends with one line on stderr and exit code 2, never a traceback (fast tier)."""
 
+import time
+from pathlib import Path
+
 import pytest
 
 from conftest import (
@@ -9,10 +12,12 @@ from conftest import (
     TINY_IR,
     TINY_LCM,
     TINY_SD,
+    UNKNOWN_DEVICE,
     check_bad_input,
     check_ctrl_c,
     copy_with_truncated,
     copy_without,
+    ir_copy_with_eos,
     llm_folder,
     run_sample,
 )
@@ -46,7 +51,8 @@ def test_unfit_model_folder_gives_one_line_and_exit_code_2(name, problem, tmp_pa
 
 @pytest.mark.parametrize("name", LLM_SAMPLES)
 def test_unknown_device_gives_one_line_and_exit_code_2(name):
-    check_bad_input(run_llm_sample(name, TINY_IR, "--device", "TPU"), "--device TPU")
+    run = run_llm_sample(name, TINY_IR, "--device", "TPU")
+    check_bad_input(run, UNKNOWN_DEVICE)
 
 
 # Each image sample's folder, and the picture image_to_image.py takes before the prompt.
@@ -64,8 +70,8 @@ IMAGE_FOLDER_PROBLEMS = {
     "missing folder": "tokenizer/openvino_tokenizer.xml",
     "no unet": "unet/openvino_model.xml",
     "no scheduler": "scheduler_config.json",
-    "truncated unet": "cannot read",
-    "truncated tokenizer": "cannot read",
+    "truncated unet": "at offset",  # OpenVINO's XML parser says where it failed
+    "truncated tokenizer": "at offset",
 }
 
 
@@ -97,7 +103,7 @@ def test_unfit_image_folder_gives_one_line_and_exit_code_2(name, problem, tmp_pa
 def test_image_sample_on_unknown_device_gives_one_line(name, tmp_path):
     output = tmp_path / "out.png"
     run = run_sample(name, *IMAGE_SAMPLES[name], "--device", "TPU", "--output", output)
-    check_bad_input(run, "--device TPU")
+    check_bad_input(run, UNKNOWN_DEVICE)
     assert not output.exists()
 
 
@@ -114,29 +120,43 @@ def says_on_stderr(sign: bytes):
     return started
 
 
-# Each sample, run long, and the stderr line it prints just before generating: an
-# LLM sample says that the tiny model's context (2048) cuts --max-new-tokens.
+def weights_mapped(process) -> bool:
+    """started() for check_ctrl_c: true once the sample has read a model (its weights
+    are mapped into memory), so main() runs; false if the process ends first."""
+    while process.poll() is None:
+        maps = Path(f"/proc/{process.pid}/maps").read_text()
+        if "openvino_model.bin" in maps:
+            time.sleep(1)  # into the generation
+            return True
+        time.sleep(0.05)
+    return False
+
+
+# Each sample's arguments around its model folder (MODEL): a copy of the tiny model
+# without an end token, so that it generates until it is stopped.
 LONG_RUNS = {
-    "greedy.py": [TINY_IR, "The capital of France is"],
-    "paged_attention.py": [TINY_IR, "The capital of France is"],
-    "beam_search.py": [TINY_IR, "The capital of France is"],
-    "multinomial.py": [TINY_IR, "The capital of France is"],
-    "prompt_lookup.py": [TINY_IR, "The capital of France is"],
-    "speculative_decoding.py": [TINY_IR, TINY_IR, "The capital of France is"],
-    "throughput.py": [TINY_IR],
-    "continuous_batching.py": [TINY_IR],
-    "chat.py": [TINY_IR],
+    "greedy.py": ["MODEL", "The capital of France is"],
+    "paged_attention.py": ["MODEL", "The capital of France is"],
+    "beam_search.py": ["MODEL", "The capital of France is"],
+    "multinomial.py": ["MODEL", "The capital of France is"],
+    "prompt_lookup.py": ["MODEL", "The capital of France is"],
+    "speculative_decoding.py": ["MODEL", "MODEL", "The capital of France is"],
+    "throughput.py": ["MODEL"],
+    "continuous_batching.py": ["MODEL"],
+    "chat.py": ["MODEL"],
 }
 
 
 @pytest.mark.parametrize("name", LONG_RUNS)
-def test_ctrl_c_while_generating_exits_130_without_traceback(name):
+def test_ctrl_c_while_generating_exits_130_without_traceback(name, tmp_path):
+    model = ir_copy_with_eos(TINY_IR, tmp_path / "ir", None)
+    args = [model if arg == "MODEL" else arg for arg in LONG_RUNS[name]]
     check_ctrl_c(
         name,
-        *LONG_RUNS[name],
+        *args,
         "--max-new-tokens",
         100000,
-        started=says_on_stderr(b"the context leaves room for"),
+        started=weights_mapped,
         stdin=b"The capital of France is\n",
     )
 

@@ -6,15 +6,21 @@ tests/data/tiny-llama/expected.json by scripts/tiny_llm.py (tests/test_reference
 recomputes it).
 """
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import openvino as ov
 import openvino_tokenizers  # noqa: F401  lets the Core read the tokenizer IRs
 import pytest
 
 from conftest import (
+    SAMPLES_DIR,
     TINY_IR,
+    UNKNOWN_DEVICE,
     check_against_reference,
     check_bad_input,
+    ir_copy_with_eos,
     last_stats,
     run_sample,
     tiny_llama_cases,
@@ -105,7 +111,7 @@ BAD_ARGUMENTS = {
     "zero tokens": (["hello", "--max-new-tokens", "0"], "at least 1"),
     "negative tokens": (["hello", "--max-new-tokens", "-3"], "at least 1"),
     "not a number": (["hello", "--max-new-tokens", "many"], "invalid int value"),
-    "unknown device": (["hello", "--device", "TPU"], "--device TPU"),
+    "unknown device": (["hello", "--device", "TPU"], UNKNOWN_DEVICE),
 }
 
 
@@ -113,3 +119,45 @@ BAD_ARGUMENTS = {
 def test_bad_arguments_give_one_line_and_exit_code_2(name):
     args, says = BAD_ARGUMENTS[name]
     check_bad_input(run_sample("greedy.py", IR, *args), says)
+
+
+def checkout_with_tiny_default(tmp_path) -> Path:
+    """A checkout holding samples/greedy.py (the file itself, copied) whose default
+    model folder, models/SmolLM2-135M-Instruct, is the tiny fixture."""
+    (tmp_path / "samples").mkdir()
+    shutil.copy(SAMPLES_DIR / "greedy.py", tmp_path / "samples" / "greedy.py")
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "SmolLM2-135M-Instruct").symlink_to(IR)
+    return tmp_path / "samples"
+
+
+def test_lone_prompt_runs_on_the_default_model(tmp_path):
+    """`greedy.py "Tell me a joke"`: text with a space that names no folder is the
+    prompt, for the default model folder."""
+    case = CASES[0]  # "Hello, world! How are you today?"
+    folder = checkout_with_tiny_default(tmp_path)
+    args = [case["prompt"], "--max-new-tokens", case["max_new_tokens"], "--f32"]
+    check_against_reference(run_sample("greedy.py", *args, folder=folder), case)
+
+
+def test_lone_folder_is_the_model_with_the_default_prompt():
+    """The documented default prompt, not the folder's path, is what is fed."""
+    tokenizer = ov.Core().compile_model(IR / "openvino_tokenizer.xml", "CPU")
+    default_prompt = tokenizer(["Once upon a time, a little robot"])["input_ids"]
+    run = run_sample("greedy.py", IR, "--max-new-tokens", 2)
+    assert run.returncode == 0, run.stderr
+    assert last_stats(run.stderr)["prompt_tokens"] == default_prompt.shape[1]
+
+
+def test_missing_folder_shaped_like_a_path_says_how_to_make_it():
+    run = run_sample("greedy.py", "models/nowhere")
+    check_bad_input(run, "no models/nowhere/openvino_model.xml: run scripts/prepare")
+
+
+def test_folder_without_a_stop_token_generates_to_the_limit(tmp_path):
+    """No eos_token_id in the tokenizer or generation_config.json: nothing ends the
+    answer but --max-new-tokens (as openvino_genai does)."""
+    model = ir_copy_with_eos(IR, tmp_path / "ir", None)
+    run = run_sample("greedy.py", model, "Hello", "--max-new-tokens", 40)
+    assert run.returncode == 0, run.stderr
+    assert last_stats(run.stderr)["new_tokens"] == 40

@@ -12,7 +12,13 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from conftest import TINY_LLAMA, check_bad_input, run_sample, tiny_llama_cases
+from conftest import (
+    TINY_LLAMA,
+    UNKNOWN_DEVICE,
+    check_bad_input,
+    run_sample,
+    tiny_llama_cases,
+)
 
 IR = TINY_LLAMA / "ir"
 CASES = tiny_llama_cases()
@@ -136,7 +142,7 @@ BAD_INPUTS = {
     "top-p above 1": (["hello", "--top-p", "1.5"], "--top-p"),
     "top-p not a number": (["hello", "--top-p", "nan"], "--top-p"),
     "negative seed": (["hello", "--seed", "-3"], "--seed"),
-    "unknown device": (["hello", "--device", "TPU"], "--device TPU"),
+    "unknown device": (["hello", "--device", "TPU"], UNKNOWN_DEVICE),
 }
 
 
