@@ -276,23 +276,18 @@ def main() -> None:
         parser.error(f"the UNet takes {unet_channels} channels, not 4 or 9")
     # With guidance, the UNet sees a batch of two: the negative (or empty) prompt, then
     # the prompt. Static shapes compile faster kernels than dynamic ones.
-    batch = 1
-    if args.guidance_scale > 1:
-        batch = 2
+    batch = 2 if args.guidance_scale > 1 else 1
     latent_shape = [1, 4, height // 8, width // 8]
     models.text_encoder.reshape({"input_ids": [batch, TEXT_POSITIONS]})
     models.vae_decoder.reshape({"latent_sample": latent_shape})
     vae_encoder_model.reshape({"sample": [1, 3, height, width]})
     # Linspace spacing makes fractional timesteps: the UNet takes them as floats.
     models.unet.input("timestep").get_node().set_element_type(ov.Type.f32)
-    hidden = models.text_encoder.output(0).partial_shape  # (batch, 77, hidden)
-    models.unet.reshape(
-        {
-            "sample": [batch, unet_channels, *latent_shape[2:]],
-            "timestep": [batch],
-            "encoder_hidden_states": hidden,
-        }
-    )
+    unet_shapes = {"sample": [batch, unet_channels, *latent_shape[2:]]}
+    unet_shapes["timestep"] = [batch]
+    # (batch, 77, hidden), as the text encoder gives it
+    unet_shapes["encoder_hidden_states"] = models.text_encoder.output(0).partial_shape
+    models.unet.reshape(unet_shapes)
     config = {"INFERENCE_PRECISION_HINT": "f32"} if args.f32 else {}
     text_encoder = core.compile_model(models.text_encoder, args.device, config)
     unet = core.compile_model(models.unet, args.device, config)
@@ -302,9 +297,7 @@ def main() -> None:
     tokenizer = core.compile_model(models.tokenizer, "CPU")
 
     pad_token_id = models.tokenizer.get_rt_info()["pad_token_id"].astype(int)
-    texts = [args.prompt]
-    if batch == 2:
-        texts = [args.negative_prompt or "", args.prompt]
+    texts = [args.negative_prompt or "", args.prompt] if batch == 2 else [args.prompt]
     input_ids = np.stack([clip_input_ids(tokenizer, t, pad_token_id) for t in texts])
     text_embeddings = text_encoder(input_ids)[0]  # (batch, 77, hidden)
 

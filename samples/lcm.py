@@ -149,24 +149,19 @@ def main() -> None:
     if not args.output.resolve().parent.is_dir():
         parser.error(f"no folder for --output {args.output}")
 
-    core = (
-        ov.Core()
-    )  # after `import openvino_tokenizers`, so that it reads the tokenizer
+    # Created after `import openvino_tokenizers`, so that it reads the tokenizer.
+    core = ov.Core()
     models = read_image_models(core, parser, args.model_dir)
     # Static shapes compile faster kernels than dynamic ones.
     latent_shape = [1, 4, args.height // 8, args.width // 8]
     models.text_encoder.reshape({"input_ids": [1, TEXT_POSITIONS]})
     models.vae_decoder.reshape({"latent_sample": latent_shape})
     guidance_size = models.unet.input("timestep_cond").partial_shape[1].get_length()
-    hidden = models.text_encoder.output(0).partial_shape  # (1, 77, hidden)
-    models.unet.reshape(
-        {
-            "sample": latent_shape,
-            "timestep": [1],
-            "timestep_cond": [1, guidance_size],
-            "encoder_hidden_states": hidden,
-        }
-    )
+    unet_shapes = {"sample": latent_shape, "timestep": [1]}
+    unet_shapes["timestep_cond"] = [1, guidance_size]
+    # (1, 77, hidden), as the text encoder gives it
+    unet_shapes["encoder_hidden_states"] = models.text_encoder.output(0).partial_shape
+    models.unet.reshape(unet_shapes)
     config = {"INFERENCE_PRECISION_HINT": "f32"} if args.f32 else {}
     text_encoder = core.compile_model(models.text_encoder, args.device, config)
     unet = core.compile_model(models.unet, args.device, config)

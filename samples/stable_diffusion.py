@@ -150,28 +150,21 @@ def main() -> None:
     if not args.output.resolve().parent.is_dir():
         parser.error(f"no folder for --output {args.output}")
 
-    core = (
-        ov.Core()
-    )  # after `import openvino_tokenizers`, so that it reads the tokenizer
+    # Created after `import openvino_tokenizers`, so that it reads the tokenizer.
+    core = ov.Core()
     models = read_image_models(core, parser, args.model_dir)
     # With guidance, the UNet sees a batch of two: the negative (or empty) prompt, then
     # the prompt. Static shapes compile faster kernels than dynamic ones.
-    batch = 1
-    if args.guidance_scale > 1:
-        batch = 2
+    batch = 2 if args.guidance_scale > 1 else 1
     latent_shape = [1, 4, args.height // 8, args.width // 8]
     models.text_encoder.reshape({"input_ids": [batch, TEXT_POSITIONS]})
     models.vae_decoder.reshape({"latent_sample": latent_shape})
     # Linspace spacing makes fractional timesteps: the UNet takes them as floats.
     models.unet.input("timestep").get_node().set_element_type(ov.Type.f32)
-    hidden = models.text_encoder.output(0).partial_shape  # (batch, 77, hidden)
-    models.unet.reshape(
-        {
-            "sample": [batch, *latent_shape[1:]],
-            "timestep": [batch],
-            "encoder_hidden_states": hidden,
-        }
-    )
+    unet_shapes = {"sample": [batch, *latent_shape[1:]], "timestep": [batch]}
+    # (batch, 77, hidden), as the text encoder gives it
+    unet_shapes["encoder_hidden_states"] = models.text_encoder.output(0).partial_shape
+    models.unet.reshape(unet_shapes)
     config = {"INFERENCE_PRECISION_HINT": "f32"} if args.f32 else {}
     text_encoder = core.compile_model(models.text_encoder, args.device, config)
     unet = core.compile_model(models.unet, args.device, config)
@@ -180,9 +173,7 @@ def main() -> None:
     tokenizer = core.compile_model(models.tokenizer, "CPU")
 
     pad_token_id = models.tokenizer.get_rt_info()["pad_token_id"].astype(int)
-    texts = [args.prompt]
-    if batch == 2:
-        texts = [args.negative_prompt or "", args.prompt]
+    texts = [args.negative_prompt or "", args.prompt] if batch == 2 else [args.prompt]
     input_ids = np.stack([clip_input_ids(tokenizer, t, pad_token_id) for t in texts])
     text_embeddings = text_encoder(input_ids)[0]  # (batch, 77, hidden)
 
@@ -194,10 +185,8 @@ def main() -> None:
     # also counts the image's own unit variance).
     rng = np.random.default_rng(args.seed)
     latents = rng.standard_normal(latent_shape).astype(np.float32)
-    if scheduler.get("timestep_spacing", "linspace") == "leading":
-        latents *= np.sqrt(sigmas[0] ** 2 + 1)
-    else:
-        latents *= sigmas[0]
+    leading = scheduler.get("timestep_spacing", "linspace") == "leading"
+    latents *= np.sqrt(sigmas[0] ** 2 + 1) if leading else sigmas[0]
     v_prediction = scheduler.get("prediction_type") == "v_prediction"  # SD 2.x
     for i, timestep in enumerate(timesteps):
         start = time.perf_counter()

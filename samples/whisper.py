@@ -44,21 +44,6 @@ CONVERT_HINT = "convert it with ffmpeg -i IN -ar 16000 -ac 1 -c:a pcm_s16le OUT.
 F32_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32"}
 
 
-def read_json(parser, path: Path) -> dict:
-    """A JSON file of the model folder, {} where there is none; a broken one exits."""
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as error:
-        parser.error(f"cannot read {path}: {error}")
-
-
-def last_line(error: Exception) -> str:
-    """OpenVINO's messages end with the line that says what is wrong."""
-    return str(error).strip().splitlines()[-1]
-
-
 def read_wav(parser, path: Path) -> np.ndarray:
     """A 16 kHz mono 16-bit WAV file -> float32 samples in [-1, 1); else exits."""
     if not path.is_file():
@@ -157,19 +142,14 @@ def main() -> None:
         if not (model_dir / name).is_file():
             parser.error(f"no {model_dir / name}: {EXPORT_HINT}")
     samples = read_wav(parser, args.wav)
-    config = read_json(parser, model_dir / "generation_config.json")
+    config = json.loads((model_dir / "generation_config.json").read_text())
     languages = config.get("lang_to_id", {})
     if config.get("is_multilingual") and f"<|{args.language}|>" not in languages:
         parser.error(f"the model knows no language {args.language}")
 
     # Created after `import openvino_tokenizers`, so that it reads the detokenizer.
     core = ov.Core()
-    networks = []
-    for name in WHISPER_FILES[:3]:
-        try:
-            networks.append(core.read_model(model_dir / name))
-        except RuntimeError as error:
-            parser.error(f"cannot read {model_dir / name}: {last_line(error)}")
+    networks = [core.read_model(model_dir / name) for name in WHISPER_FILES[:3]]
     encoder_model, decoder_model, detokenizer_model = networks
     # Only a stateful export (with-past) has beam_idx: the KV cache lives in the
     # decoder's state, and the encoder's keys and values are computed once a window.
@@ -181,11 +161,8 @@ def main() -> None:
     states_shape = encoder_model.output(0).partial_shape  # (1, 1500, hidden)
     decoder_model.reshape({"encoder_hidden_states": states_shape})
     device_config = F32_CONFIG if args.f32 else {}
-    try:
-        encoder = core.compile_model(encoder_model, args.device, device_config)
-        decoder = core.compile_model(decoder_model, args.device, device_config)
-    except RuntimeError as error:
-        parser.error(f"cannot compile for --device {args.device}: {last_line(error)}")
+    encoder = core.compile_model(encoder_model, args.device, device_config)
+    decoder = core.compile_model(decoder_model, args.device, device_config)
     request = decoder.create_infer_request()
     detokenizer = core.compile_model(detokenizer_model, "CPU")  # strings: CPU only
 
@@ -243,3 +220,6 @@ if __name__ == "__main__":
         main()
     except KeyboardInterrupt:
         sys.exit(130)  # Ctrl-C: the shell's code for an interrupt, and no traceback
+    except (RuntimeError, OSError, ValueError) as error:  # OpenVINO, files, JSON
+        print(f"error: {str(error).strip().splitlines()[-1]}", file=sys.stderr)
+        sys.exit(2)

@@ -25,13 +25,13 @@ BUDGETS = {
     "throughput.py": 140,
     "chat.py": 169,  # asked: 150
     "speculative_decoding.py": 150,
-    "lcm.py": 150,
-    "stable_diffusion.py": 160,
+    "lcm.py": 156,  # asked: 150
+    "stable_diffusion.py": 163,  # asked: 160
     "continuous_batching.py": 175,  # asked: 170
     "whisper.py": 190,
     "beam_search.py": 190,
-    "image_to_image.py": 230,
-    "inpainting.py": 260,
+    "image_to_image.py": 239,  # asked: 230
+    "inpainting.py": 268,  # asked: 260
 }
 
 
