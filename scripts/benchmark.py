@@ -54,7 +54,7 @@ import numpy as np
 import openvino as ov
 import openvino_tokenizers  # noqa: F401  lets the Core read the tokenizer IRs
 
-from stats_line import last_stats, parse_stats
+from stats_line import last_stats
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "samples"
@@ -521,19 +521,18 @@ def main() -> None:
             "sdpa": [],
         }
         for run_index in range(warm_up + runs):
-            _, stderr, rss, _ = sample(
-                "throughput.py",
-                model,
-                "--prompts",
-                prompts_file,
-                "--max-new-tokens",
-                throughput_tokens,
-                "--compare",
-            )
-            speeds = [
-                parse_stats(line)["tokens_per_second"]
-                for line in stderr.strip().splitlines()
-            ]
+            speeds = []
+            for requests in ([], ["--requests", 1]):  # the device's optimum, then one
+                _, stderr, _, _ = sample(
+                    "throughput.py",
+                    model,
+                    "--prompts",
+                    prompts_file,
+                    "--max-new-tokens",
+                    throughput_tokens,
+                    *requests,
+                )
+                speeds.append(last_stats(stderr)["tokens_per_second"])
             _, stderr, _, _ = sample(
                 "continuous_batching.py",
                 model,
