@@ -139,19 +139,19 @@ def main() -> None:
     parser.add_argument("--device", default="CPU", help="CPU, GPU, NPU or AUTO")
     parser.add_argument("--f32", action="store_true", help="exact, as diffusers")
     args = parser.parse_args()
-    scheduler = json.loads((args.model_dir / IMAGE_FILES[4]).read_text())
-    # The distilled schedule's steps, that --steps picks from.
-    original_steps = scheduler.get("original_inference_steps", 50)
     if min(args.width, args.height) < 8 or args.width % 8 or args.height % 8:
         parser.error("--width and --height must be positive multiples of 8")
-    if not 1 <= args.steps <= original_steps:
-        parser.error(f"--steps must be 1 to {original_steps}")
     if not args.output.resolve().parent.is_dir():
         parser.error(f"no folder for --output {args.output}")
 
     # Created after `import openvino_tokenizers`, so that it reads the tokenizer.
     core = ov.Core()
     models = read_image_models(core, parser, args.model_dir)
+    scheduler = json.loads((args.model_dir / IMAGE_FILES[4]).read_text())
+    # The distilled schedule's steps, that --steps picks from.
+    original_steps = scheduler.get("original_inference_steps", 50)
+    if not 1 <= args.steps <= original_steps:
+        parser.error(f"--steps must be 1 to {original_steps}")
     # Static shapes compile faster kernels than dynamic ones.
     latent_shape = [1, 4, args.height // 8, args.width // 8]
     models.text_encoder.reshape({"input_ids": [1, TEXT_POSITIONS]})

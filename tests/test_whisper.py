@@ -127,7 +127,7 @@ BAD_INPUTS = {
     "an LLM folder": "openvino_encoder_model.xml: run scripts/prepare_whisper.py",
     "no decoder": "openvino_decoder_model.xml",
     "truncated decoder": "at offset",  # OpenVINO's XML parser says where it failed
-    "broken generation_config.json": "error: Expecting value",
+    "broken generation_config.json": "error: Expecting",  # JSON's own words
     "unknown device": UNKNOWN_DEVICE,
 }
 
