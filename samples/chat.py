@@ -90,14 +90,13 @@ def keep_last_logits(model: ov.Model, positions: int) -> None:
     lm_head.input(0).replace_source_output(last.output(0))
 
 
-def llm_inputs(request: ov.InferRequest, new_ids: list[int], cached: int) -> dict:
-    """Inputs that feed new_ids after the `cached` tokens that the KV cache holds: those
+def llm_inputs(request: ov.InferRequest, token_ids: list[int], cached: int) -> dict:
+    """Inputs that feed token_ids[cached:], what the KV cache lacks of the text: those
     the request's model takes (BLOOM and MPT take no position_ids)."""
-    length = cached + len(new_ids)
     inputs = {
-        "input_ids": np.array([new_ids], dtype=np.int64),  # (1, new tokens)
-        "attention_mask": np.ones((1, length), dtype=np.int64),
-        "position_ids": np.arange(cached, length, dtype=np.int64)[None],
+        "input_ids": np.array([token_ids[cached:]], dtype=np.int64),  # (1, new tokens)
+        "attention_mask": np.ones((1, len(token_ids)), dtype=np.int64),
+        "position_ids": np.arange(cached, len(token_ids), dtype=np.int64)[None],
         "beam_idx": np.zeros(1, dtype=np.int32),  # batch row 0 continues cache row 0
     }
     return {port.any_name: inputs[port.any_name] for port in request.model_inputs}
@@ -239,19 +238,17 @@ def main() -> None:
         common = shared_prefix(cached, history_ids)
         trim_cache(request, common)
         cached = cached[:common]
-        new_ids = history_ids[common:]
 
         tokens = []  # the answer's token ids
         printed = ""  # the answer's text on stdout so far
         while len(tokens) < max_new_tokens:
-            request.infer(llm_inputs(request, new_ids, len(cached)))
-            cached += new_ids
+            request.infer(llm_inputs(request, history_ids + tokens, len(cached)))
+            cached = history_ids + tokens
             next_token = int(request.get_tensor("logits").data[0, -1].argmax())
             if next_token in stop_token_ids:
                 break
             tokens.append(next_token)
             printed = stream(detokenizer, tokens, printed)
-            new_ids = [next_token]
         answer = decode(detokenizer, tokens)
         print(answer[len(printed) :], flush=True)
         messages.append({"role": "assistant", "content": answer})

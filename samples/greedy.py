@@ -71,14 +71,13 @@ def keep_last_logits(model: ov.Model, positions: int) -> None:
     lm_head.input(0).replace_source_output(last.output(0))
 
 
-def llm_inputs(request: ov.InferRequest, new_ids: list[int], cached: int) -> dict:
-    """Inputs that feed new_ids after the `cached` tokens that the KV cache holds: those
+def llm_inputs(request: ov.InferRequest, token_ids: list[int], cached: int) -> dict:
+    """Inputs that feed token_ids[cached:], what the KV cache lacks of the text: those
     the request's model takes (BLOOM and MPT take no position_ids)."""
-    length = cached + len(new_ids)
     inputs = {
-        "input_ids": np.array([new_ids], dtype=np.int64),  # (1, new tokens)
-        "attention_mask": np.ones((1, length), dtype=np.int64),
-        "position_ids": np.arange(cached, length, dtype=np.int64)[None],
+        "input_ids": np.array([token_ids[cached:]], dtype=np.int64),  # (1, new tokens)
+        "attention_mask": np.ones((1, len(token_ids)), dtype=np.int64),
+        "position_ids": np.arange(cached, len(token_ids), dtype=np.int64)[None],
         "beam_idx": np.zeros(1, dtype=np.int32),  # batch row 0 continues cache row 0
     }
     return {port.any_name: inputs[port.any_name] for port in request.model_inputs}
@@ -133,10 +132,11 @@ def main() -> None:
     start = time.perf_counter()
     tokens = []  # the answer's token ids
     printed = ""  # the answer's text on stdout so far
-    new_ids = prompt_ids  # the first inference (prefill) feeds the whole prompt
+    cached = 0  # the tokens whose keys and values the KV cache holds
     while len(tokens) < args.max_new_tokens:
-        cached = len(prompt_ids) + len(tokens) - len(new_ids)
-        request.start_async(llm_inputs(request, new_ids, cached))
+        # The first inference (prefill) feeds the whole prompt, each later one a token.
+        request.start_async(llm_inputs(request, prompt_ids + tokens, cached))
+        cached = len(prompt_ids) + len(tokens)
         # While the model computes the next token, print the ones before it.
         printed = stream(detokenizer, tokens, printed)
         request.wait()
@@ -146,7 +146,6 @@ def main() -> None:
         if next_token in stop_token_ids:
             break
         tokens.append(next_token)
-        new_ids = [next_token]  # every later inference feeds one token
     print(decode(detokenizer, tokens)[len(printed) :], flush=True)
 
     decode_seconds = time.perf_counter() - start - first_token_seconds

@@ -61,14 +61,13 @@ def read_llm_folder(core: ov.Core, parser, model_dir: Path):
     return model, tokenizer, detokenizer, stop_token_ids
 
 
-def llm_inputs(request: ov.InferRequest, new_ids: list[int], cached: int) -> dict:
-    """Inputs that feed new_ids after the `cached` tokens that the KV cache holds: those
+def llm_inputs(request: ov.InferRequest, token_ids: list[int], cached: int) -> dict:
+    """Inputs that feed token_ids[cached:], what the KV cache lacks of the text: those
     the request's model takes (BLOOM and MPT take no position_ids)."""
-    length = cached + len(new_ids)
     inputs = {
-        "input_ids": np.array([new_ids], dtype=np.int64),  # (1, new tokens)
-        "attention_mask": np.ones((1, length), dtype=np.int64),
-        "position_ids": np.arange(cached, length, dtype=np.int64)[None],
+        "input_ids": np.array([token_ids[cached:]], dtype=np.int64),  # (1, new tokens)
+        "attention_mask": np.ones((1, len(token_ids)), dtype=np.int64),
+        "position_ids": np.arange(cached, len(token_ids), dtype=np.int64)[None],
         "beam_idx": np.zeros(1, dtype=np.int32),  # batch row 0 continues cache row 0
     }
     return {port.any_name: inputs[port.any_name] for port in request.model_inputs}
@@ -92,9 +91,9 @@ def stream(detokenizer: ov.CompiledModel, tokens: list[int], printed: str) -> st
     return text
 
 
-def infer_logits(request: ov.InferRequest, new_ids: list[int], cached: int):
-    """Feed new_ids after `cached` tokens: logits (positions, vocab)."""
-    request.infer(llm_inputs(request, new_ids, cached))
+def infer_logits(request: ov.InferRequest, token_ids: list[int], cached: int):
+    """Feed token_ids[cached:], what the KV cache lacks: logits (positions, vocab)."""
+    request.infer(llm_inputs(request, token_ids, cached))
     return request.get_tensor("logits").data[0]
 
 
@@ -114,7 +113,7 @@ def verify(request: ov.InferRequest, tokens: list[int], guesses: list[int]) -> i
     The model sees the last token and the guesses, and gives its greedy choice after
     each. `tokens` grows by the guesses up to the first it disagrees with, then by its
     own choice there. Then the cache keeps every token but the new last one."""
-    logits = infer_logits(request, tokens[-1:] + guesses, len(tokens) - 1)
+    logits = infer_logits(request, tokens + guesses, len(tokens) - 1)
     choices = logits[-len(guesses) - 1 :].argmax(axis=-1).tolist()
     agreed = 0
     while agreed < len(guesses) and guesses[agreed] == choices[agreed]:
@@ -192,8 +191,7 @@ def main() -> None:
         # The draft's greedy guesses, each fed back to it.
         guesses = []
         for _ in range(min(draft_size, args.max_new_tokens - len(answer))):
-            new_ids = (tokens + guesses)[draft_cached:]
-            logits = infer_logits(draft_request, new_ids, draft_cached)
+            logits = infer_logits(draft_request, tokens + guesses, draft_cached)
             guesses.append(int(logits[-1].argmax()))
             draft_cached = len(tokens) + len(guesses) - 1  # not its last guess
         agreed = verify(main_request, tokens, guesses)

@@ -77,14 +77,13 @@ def compile_for_throughput(core: ov.Core, model: ov.Model, args) -> ov.CompiledM
     return core.compile_model(model, args.device, config)
 
 
-def llm_inputs(request: ov.InferRequest, new_ids: list[int], cached: int) -> dict:
-    """Inputs that feed new_ids after the `cached` tokens that the KV cache holds: those
+def llm_inputs(request: ov.InferRequest, token_ids: list[int], cached: int) -> dict:
+    """Inputs that feed token_ids[cached:], what the KV cache lacks of the text: those
     the request's model takes (BLOOM and MPT take no position_ids)."""
-    length = cached + len(new_ids)
     inputs = {
-        "input_ids": np.array([new_ids], dtype=np.int64),  # (1, new tokens)
-        "attention_mask": np.ones((1, length), dtype=np.int64),
-        "position_ids": np.arange(cached, length, dtype=np.int64)[None],
+        "input_ids": np.array([token_ids[cached:]], dtype=np.int64),  # (1, new tokens)
+        "attention_mask": np.ones((1, len(token_ids)), dtype=np.int64),
+        "position_ids": np.arange(cached, len(token_ids), dtype=np.int64)[None],
         "beam_idx": np.zeros(1, dtype=np.int32),  # batch row 0 continues cache row 0
     }
     return {port.any_name: inputs[port.any_name] for port in request.model_inputs}
@@ -131,8 +130,8 @@ def generate_with_requests(
             if token not in stop_token_ids:
                 answer.append(token)
             if token not in stop_token_ids and len(answer) < max_new_tokens:
-                cached = len(prompts[prompt_index]) + len(answer) - 1
-                request.start_async(llm_inputs(request, [token], cached))
+                text = prompts[prompt_index] + answer  # all but its last token cached
+                request.start_async(llm_inputs(request, text, len(text) - 1))
                 continue
             answered += 1
         # The request is free: it takes the next prompt, with an empty KV cache.
