@@ -73,20 +73,19 @@ def read_context_length(model_dir: Path) -> int:
     return lengths[0] if lengths else sys.maxsize
 
 
-def keep_last_logits(model: ov.Model, positions: int) -> None:
-    """Compute logits (batch, positions, vocab) for the last positions only.
+def keep_last_logits(model: ov.Model) -> None:
+    """Compute logits (batch, 1, vocab) for the last position only.
 
-    A long prompt would cost (prompt_len, vocab) logits that nobody reads: slicing the
-    input of the LM head (the MatMul of each position's hidden state by the (vocab,
-    hidden) matrix) before compiling removes that work. Element-wise operations may
-    follow the MatMul (Gemma 2 caps the logits: divide, tanh, multiply); they work
-    position by position."""
+    A long prompt would cost (prompt_len, vocab) logits that nobody reads: gathering
+    the last position of the LM head's input (the MatMul of each position's hidden
+    state by the (vocab, hidden) matrix) before compiling removes that work.
+    Element-wise operations may follow the MatMul (Gemma 2 caps the logits: divide,
+    tanh, multiply); they work position by position."""
     lm_head = model.output("logits").get_node()
     while lm_head.get_type_name() != "MatMul":
         lm_head = lm_head.input_value(0).get_node()
     hidden = lm_head.input_value(0)  # (batch, seq_len, hidden)
-    end = np.iinfo(np.int64).max
-    last = ov.opset13.slice(hidden, [-positions], [end], [1], axes=[1])
+    last = ov.opset8.gather(hidden, [-1], 1)  # (batch, 1, hidden)
     lm_head.input(0).replace_source_output(last.output(0))
 
 
@@ -207,7 +206,7 @@ def main() -> None:
     # The tokenizer IR adds its special tokens (a BOS) to any text. The rendered
     # history holds its own, so they come off, as transformers tokenizes it without.
     added_ids = tokenizer([""])["input_ids"][0].tolist()
-    keep_last_logits(model, 1)
+    keep_last_logits(model)
     config = F32_CONFIG if args.f32 else {}
     request = core.compile_model(model, args.device, config).create_infer_request()
 

@@ -65,7 +65,7 @@ def keep_last_token_logits(model: ov.Model) -> None:
     """Compute logits (1, 1, vocab) for the last token only.
 
     After the paged rewrite the tokens of all sequences lie along axis 0: the LM head's
-    input is (tokens, 1, hidden). Slicing it to the last token before compiling saves
+    input is (tokens, 1, hidden). Gathering its last token before compiling saves
     a long prompt's (prompt_len, vocab) logits that nobody reads. The head is the
     MatMul by the (vocab, hidden) matrix; element-wise operations may follow it (Gemma
     2 caps the logits: divide, tanh, multiply)."""
@@ -73,8 +73,7 @@ def keep_last_token_logits(model: ov.Model) -> None:
     while lm_head.get_type_name() != "MatMul":
         lm_head = lm_head.input_value(0).get_node()
     hidden = lm_head.input_value(0)  # (tokens, 1, hidden)
-    end = np.iinfo(np.int64).max
-    last = ov.opset13.slice(hidden, [-1], [end], [1], axes=[0])
+    last = ov.opset8.gather(hidden, [-1], 0)  # (1, 1, hidden)
     lm_head.input(0).replace_source_output(last.output(0))
 
 
