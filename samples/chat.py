@@ -64,15 +64,6 @@ def read_llm_folder(core: ov.Core, parser, model_dir: Path):
     return model, tokenizer, detokenizer, stop_token_ids
 
 
-def read_context_length(model_dir: Path) -> int:
-    """The positions the model was trained on, from config.json; a GGUF-converted
-    folder has none, and no known limit."""
-    config_path = model_dir / "config.json"
-    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
-    lengths = [config[key] for key in CONTEXT_KEYS if key in config]
-    return lengths[0] if lengths else sys.maxsize
-
-
 def keep_last_logits(model: ov.Model) -> None:
     """Compute logits (batch, 1, vocab) for the last position only.
 
@@ -144,11 +135,8 @@ def read_special_tokens(model_dir: Path) -> dict[str, str]:
     themselves (Mistral: `+ eos_token`), from tokenizer_config.json (GGUF: none)."""
     config_path = model_dir / "tokenizer_config.json"
     config = json.loads(config_path.read_text()) if config_path.is_file() else {}
-    special_tokens = {}
-    for name in SPECIAL_TOKENS:
-        if isinstance(config.get(name), str):
-            special_tokens[name] = config[name]
-    return special_tokens
+    names = [name for name in SPECIAL_TOKENS if isinstance(config.get(name), str)]
+    return {name: config[name] for name in names}
 
 
 def render(chat_template: str, messages: list[dict], special_tokens: dict) -> str:
@@ -157,8 +145,9 @@ def render(chat_template: str, messages: list[dict], special_tokens: dict) -> st
     environment = jinja2.sandbox.ImmutableSandboxedEnvironment(
         trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols]
     )
-    environment.globals["raise_exception"] = raise_exception
-    environment.globals["strftime_now"] = strftime_now
+    environment.globals.update(
+        raise_exception=raise_exception, strftime_now=strftime_now
+    )
     template = environment.from_string(chat_template)
     return template.render(
         messages=messages, add_generation_prompt=True, **special_tokens
@@ -167,18 +156,10 @@ def render(chat_template: str, messages: list[dict], special_tokens: dict) -> st
 
 def shared_prefix(cached: list[int], history_ids: list[int]) -> int:
     """How many first tokens the history shares with the cache (one is left to feed)."""
-    length = 0
-    most = min(len(cached), len(history_ids) - 1)
-    while length < most and cached[length] == history_ids[length]:
-        length += 1
-    return length
-
-
-def user_lines():
-    """The user's turns: a line of stdin each, a blank line none; Ctrl-D ends them."""
-    for line in sys.stdin:
-        if line.strip():
-            yield line.rstrip("\n")
+    for length, (old, new) in enumerate(zip(cached, history_ids[:-1])):
+        if old != new:
+            return length
+    return min(len(cached), len(history_ids) - 1)
 
 
 def main() -> None:
@@ -202,20 +183,25 @@ def main() -> None:
         parser.error(f"{args.model_dir} has no chat_template: it is not a chat model")
     chat_template = rt_info["chat_template"].astype(str)
     special_tokens = read_special_tokens(args.model_dir)
-    context_length = read_context_length(args.model_dir)
+    # config.json's context length; a GGUF-converted folder has none, and no limit.
+    config_path = args.model_dir / "config.json"
+    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    lengths = [config[key] for key in CONTEXT_KEYS if key in config]
+    context_length = lengths[0] if lengths else sys.maxsize
     # The tokenizer IR adds its special tokens (a BOS) to any text. The rendered
     # history holds its own, so they come off, as transformers tokenizes it without.
     added_ids = tokenizer([""])["input_ids"][0].tolist()
     keep_last_logits(model)
-    config = F32_CONFIG if args.f32 else {}
-    request = core.compile_model(model, args.device, config).create_infer_request()
+    compiled = core.compile_model(model, args.device, F32_CONFIG if args.f32 else {})
+    request = compiled.create_infer_request()
 
-    messages = []  # the conversation, as the chat template takes it
-    if args.system:
-        messages.append({"role": "system", "content": args.system})
+    # The conversation, as the chat template takes it.
+    messages = [{"role": "system", "content": args.system}] if args.system else []
     cached = []  # the token ids whose keys and values the KV cache holds
-    for line in user_lines():
-        messages.append({"role": "user", "content": line})
+    for line in sys.stdin:  # a turn a line, to the end of input (Ctrl-D)
+        if not line.strip():
+            continue  # a blank line is no turn
+        messages.append({"role": "user", "content": line.rstrip("\n")})
         try:
             history = render(chat_template, messages, special_tokens)
         except jinja2.TemplateError as error:  # broken, or refusing this conversation

@@ -103,7 +103,7 @@ def stream(detokenizer: ov.CompiledModel, tokens: list[int], printed: str) -> st
 def main() -> None:
     # usage=SUPPRESS: a bad argument gives one line on stderr, not the usage text too.
     parser = argparse.ArgumentParser(description=__doc__, usage=argparse.SUPPRESS)
-    parser.add_argument("model_dir", nargs="?", default=str(DEFAULT_MODEL_DIR))
+    parser.add_argument("model_dir", nargs="?", type=Path, default=DEFAULT_MODEL_DIR)
     parser.add_argument("prompt", nargs="?", default=DEFAULT_PROMPT)
     parser.add_argument("--max-new-tokens", type=int, default=100, help=">= 1")
     parser.add_argument("--device", default="CPU", help="CPU, GPU, NPU or AUTO")
@@ -111,9 +111,9 @@ def main() -> None:
     args = parser.parse_args()
     # `greedy.py "Tell me a joke"`: text with a space that names no folder is a prompt
     # for the default model (a mistyped folder, models/x, hears how to make one).
-    if " " in args.model_dir and not Path(args.model_dir).is_dir():
-        args.prompt = args.model_dir
-        args.model_dir = str(DEFAULT_MODEL_DIR)
+    if " " in str(args.model_dir) and not args.model_dir.is_dir():
+        args.prompt = str(args.model_dir)
+        args.model_dir = DEFAULT_MODEL_DIR
     if not args.prompt.strip():
         parser.error("the prompt is empty")
     if args.max_new_tokens < 1:
@@ -121,7 +121,7 @@ def main() -> None:
 
     # Created after `import openvino_tokenizers`, so that it reads the tokenizers.
     core = ov.Core()
-    model_files = read_llm_folder(core, parser, Path(args.model_dir))
+    model_files = read_llm_folder(core, parser, args.model_dir)
     model, tokenizer, detokenizer, stop_token_ids = model_files
     keep_last_logits(model)
     config = F32_CONFIG if args.f32 else {}
