@@ -105,10 +105,9 @@ def euler_sigmas(scheduler: dict, timesteps: np.ndarray) -> np.ndarray:
 
 def vae_scaling_factor(model_dir: Path) -> float:
     """What the latents were multiplied by in training: the VAE's config says."""
-    config = model_dir / "vae_decoder" / "config.json"
-    if not config.is_file():
-        return VAE_SCALING_FACTOR
-    return json.loads(config.read_text()).get("scaling_factor", VAE_SCALING_FACTOR)
+    config_path = model_dir / "vae_decoder" / "config.json"
+    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    return config.get("scaling_factor", VAE_SCALING_FACTOR)
 
 
 def paeth(left: int, up: int, upper_left: int) -> int:
@@ -241,8 +240,6 @@ def main() -> None:
     args = parser.parse_args()
     if not 0 < args.strength <= 1:  # also refuses nan
         parser.error("--strength must be in (0, 1]")
-    if args.steps < 1:
-        parser.error("--steps must be at least 1")
     # diffusers' get_timesteps: strength keeps the last steps * strength steps.
     steps_run = int(args.steps * args.strength)
     if steps_run < 1:

@@ -97,10 +97,9 @@ def euler_sigmas(scheduler: dict, timesteps: np.ndarray) -> np.ndarray:
 
 def vae_scaling_factor(model_dir: Path) -> float:
     """What the latents were multiplied by in training: the VAE's config says."""
-    config = model_dir / "vae_decoder" / "config.json"
-    if not config.is_file():
-        return VAE_SCALING_FACTOR
-    return json.loads(config.read_text()).get("scaling_factor", VAE_SCALING_FACTOR)
+    config_path = model_dir / "vae_decoder" / "config.json"
+    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    return config.get("scaling_factor", VAE_SCALING_FACTOR)
 
 
 def png(image: np.ndarray) -> bytes:
