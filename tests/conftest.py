@@ -4,6 +4,7 @@ Test modules import from here only, never from each other.
 """
 
 import functools
+import importlib.util
 import json
 import os
 import re
@@ -111,6 +112,14 @@ def check_ctrl_c(name: str, *args, started, stdin: bytes = b"") -> None:
 
 
 UNKNOWN_DEVICE = 'Device with "TPU" name is not registered'  # OpenVINO's words
+
+
+def load_sample(name: str):
+    """The sample file as a module (its main() does not run): for a look inside."""
+    spec = importlib.util.spec_from_file_location(name, SAMPLES_DIR / name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def check_bad_input(run: Run, says: str) -> None:

@@ -8,8 +8,6 @@ scripts/tiny_families.py (tests/test_reference.py rebuilds and recomputes them).
 Texts are compared as the folder's OpenVINO detokenizer writes transformers' token ids.
 """
 
-import importlib.util
-
 import numpy as np
 import openvino as ov
 import openvino_tokenizers  # noqa: F401  lets the Core read the tokenizer IRs
@@ -20,7 +18,6 @@ from conftest import (
     FAMILY_NAMES,
     GREEDY_SAMPLES,
     PAGED_SAMPLES,
-    SAMPLES_DIR,
     check_bad_input,
     check_family_beam,
     check_family_chat,
@@ -28,6 +25,7 @@ from conftest import (
     detokenize,
     family_expected,
     last_stats,
+    load_sample,
     run_sample,
 )
 
@@ -90,14 +88,6 @@ def test_qwen_sampling_takes_the_models_defaults_not_its_penalty():
             "generation_config.json: temperature 0.7, top_p 0.8",
         ]
         assert last_stats(run.stderr)["new_tokens"] == len(case["new_ids"])
-
-
-def load_sample(name: str):
-    """The sample file as a module (its main() does not run): for a look inside."""
-    spec = importlib.util.spec_from_file_location(name, SAMPLES_DIR / name)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_lm_head_slice_reaches_through_gemmas_logit_softcapping():

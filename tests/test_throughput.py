@@ -6,6 +6,10 @@ Fast tier: the committed tiny fixture against transformers' greedy texts
 openvino_genai's greedy generate on the same IR.
 """
 
+import argparse
+import os
+
+import openvino as ov
 import pytest
 
 from conftest import (
@@ -15,6 +19,7 @@ from conftest import (
     check_bad_input,
     genai_greedy_texts,
     last_stats,
+    load_sample,
     run_sample,
     tiny_llama_cases,
 )
@@ -99,3 +104,48 @@ def test_real_model_answers_are_greedy_texts(requests, default_model, tmp_path):
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout.split("\n")[:-1] == expected
+
+
+class CpuCore:
+    """Stands for ov.Core on a CPU that lists CAPABILITIES and computes in bf16 by
+    default (as Intel Xeons with AMX and AMD EPYCs with AVX512-BF16 do); its
+    compile_model gives back the configuration it was asked for."""
+
+    def __init__(self, capabilities: list[str]):
+        self.capabilities = capabilities
+
+    def get_property(self, device: str, name: str):
+        assert device == "CPU"
+        if name == "OPTIMIZATION_CAPABILITIES":
+            return self.capabilities
+        return ov.Type.bf16 if name == "INFERENCE_PRECISION_HINT" else None
+
+    def compile_model(self, model, device: str, config: dict) -> dict:
+        return config
+
+
+def test_no_bf16_throughput_streams_on_a_xeon_with_amx():
+    """OpenVINO 2026.4.1's CPU plugin dies (SIGFPE) compiling an uncompressed LLM in
+    bf16 with one thread a stream on a Xeon with AMX, which the throughput hint gives
+    on 2 cores (2 streams of 1 thread, as read back here from a compiled model). Such a
+    CPU, which lists FP16, must be asked for f16; a CPU without FP16 (AMD EPYC) keeps
+    its default precision, and its speed."""
+    compiled = ov.Core().compile_model(
+        TINY_IR / "openvino_model.xml", "CPU", {"PERFORMANCE_HINT": "THROUGHPUT"}
+    )
+    threads = compiled.get_property("INFERENCE_NUM_THREADS")
+    streams = compiled.get_property("NUM_STREAMS")
+    if os.cpu_count() == 2:
+        assert threads // streams == 1  # what the plugin gives the hint on 2 cores
+    throughput = load_sample("throughput.py")
+    args = argparse.Namespace(device="CPU", f32=False)
+    xeon = CpuCore(["FP32", "BF16", "FP16", "INT8", "BIN", "EXPORT_IMPORT"])
+    config = throughput.compile_for_throughput(xeon, None, args)
+    assert config["INFERENCE_PRECISION_HINT"] == "f16"
+    assert config["PERFORMANCE_HINT"] == "THROUGHPUT"
+    epyc = CpuCore(["BF16", "WINOGRAD", "FP32", "INT8", "BIN", "EXPORT_IMPORT"])
+    config = throughput.compile_for_throughput(epyc, None, args)
+    assert config == {"PERFORMANCE_HINT": "THROUGHPUT"}
+    args.f32 = True  # exact: f32 whatever the CPU
+    config = throughput.compile_for_throughput(xeon, None, args)
+    assert config["INFERENCE_PRECISION_HINT"] == "f32"
