@@ -139,6 +139,27 @@ def rebuild(script: str, out: Path) -> Path:
     return out
 
 
+def check_same_weights(new_xml: Path, old_xml: Path) -> None:
+    """Two IRs hold the same constants in the same order: integers (token tables,
+    shapes) exactly, floats to their last bits, since the CPU that computed them (a
+    solved LM head, a rounded weight) may round otherwise."""
+    core = ov.Core()
+    constants = []
+    for xml in (new_xml, old_xml):
+        ops = core.read_model(xml).get_ordered_ops()
+        constants.append(
+            [op.get_data() for op in ops if op.get_type_name() == "Constant"]
+        )
+    new, old = constants
+    assert len(new) == len(old), new_xml
+    for new_data, old_data in zip(new, old):
+        assert (new_data.dtype, new_data.shape) == (old_data.dtype, old_data.shape)
+        if np.issubdtype(new_data.dtype, np.floating):
+            np.testing.assert_allclose(new_data, old_data, rtol=1e-6, atol=1e-7)
+        else:
+            assert np.array_equal(new_data, old_data), new_xml
+
+
 class MissingFixture(dict):
     """Stands for the cases of a fixture file that is not there: reading a case's field
     fails the test that does it (and only that one), saying how to build the file.

@@ -24,6 +24,7 @@ from conftest import (
     check_family_chat,
     check_family_greedy,
     check_image_case,
+    check_same_weights,
     family_expected,
     generate_image,
     hypotheses,
@@ -53,6 +54,9 @@ F32_HINTS = {
     "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0",
 }
 
+# The IR files of an LLM folder whose constants are compared after a rebuild.
+LLM_XML = ("openvino_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml")
+
 
 def check_same_beam_cases(rebuilt: list[dict], committed: list[dict]) -> None:
     """Token ids and texts exactly; scores within 1e-5 relative: torch's float32 sums
@@ -80,13 +84,14 @@ def test_committed_fixture_is_what_the_script_builds(rebuilt_tiny_llama):
     )
     for name in (
         "openvino_model.xml",
-        "openvino_model.bin",
         "openvino_tokenizer.xml",
         "openvino_detokenizer.xml",
     ):
         assert (rebuilt_tiny_llama / "ir" / name).read_bytes() == (
             TINY_LLAMA / "ir" / name
         ).read_bytes(), name
+    for name in LLM_XML:
+        check_same_weights(rebuilt_tiny_llama / "ir" / name, TINY_LLAMA / "ir" / name)
 
 
 def test_rebuilt_tiny_llama_matches_transformers(rebuilt_tiny_llama):
@@ -348,10 +353,8 @@ def test_committed_sd_fixture_is_what_the_script_builds(rebuilt_tiny_sd):
     may round differently)."""
     assert image_cases(rebuilt_tiny_sd) == image_cases(TINY_SD)
     for name in ("text_encoder", "unet", "vae_decoder"):
-        path = f"ir/{name}/openvino_model.bin"
-        assert (rebuilt_tiny_sd / path).read_bytes() == (TINY_SD / path).read_bytes(), (
-            path
-        )
+        path = f"ir/{name}/openvino_model.xml"
+        check_same_weights(rebuilt_tiny_sd / path, TINY_SD / path)
     for name in image_cases(TINY_SD):
         rebuilt, committed = (
             np.load(folder / "expected" / f"{name}.npy")
@@ -397,10 +400,8 @@ def test_committed_sampler_fixture_is_what_the_script_builds(tmp_path_factory):
     differ in the last bits between CPUs)."""
     rebuilt = rebuild("tiny_sampler.py", tmp_path_factory.mktemp("tiny-sampler"))
     committed = TINY_LLAMA.parent / "tiny-sampler"
-    for name in ("openvino_model.bin", "openvino_tokenizer.xml"):
-        assert (rebuilt / "ir" / name).read_bytes() == (
-            committed / "ir" / name
-        ).read_bytes(), name
+    for name in ("openvino_model.xml", "openvino_tokenizer.xml"):
+        check_same_weights(rebuilt / "ir" / name, committed / "ir" / name)
     new_cases = read_cases(rebuilt / "expected.json", "tiny_sampler.py")
     old_cases = read_cases(committed / "expected.json", "tiny_sampler.py")
     for new, old in zip(new_cases, old_cases, strict=True):
@@ -434,10 +435,8 @@ def test_committed_inpainting_fixture_is_what_the_script_builds(tmp_path):
     diffusers' images within one level (torch's CPU kernels round differently)."""
     rebuilt = rebuild("tiny_inpaint.py", tmp_path)
     for network in ("unet", "vae_encoder", "vae_decoder", "text_encoder"):
-        name = f"{network}/openvino_model.bin"
-        assert (rebuilt / "ir" / name).read_bytes() == (
-            TINY_INPAINT / "ir" / name
-        ).read_bytes(), name
+        name = f"{network}/openvino_model.xml"
+        check_same_weights(rebuilt / "ir" / name, TINY_INPAINT / "ir" / name)
     for png in sorted((TINY_INPAINT / "inputs").glob("*.png")):
         assert (rebuilt / "inputs" / png.name).read_bytes() == png.read_bytes()
     committed = read_cases(TINY_INPAINT / "expected" / "cases.json", "tiny_inpaint.py")
@@ -547,10 +546,10 @@ def test_committed_families_are_what_the_script_builds(rebuilt_families):
         assert [c for c in new["chats"] if not c["dated"]] == [
             c for c in old["chats"] if not c["dated"]
         ], family
-        for name in ("openvino_model.bin", "openvino_tokenizer.bin"):
-            assert (rebuilt_families / family / "ir" / name).read_bytes() == (
-                FAMILIES / family / "ir" / name
-            ).read_bytes(), (family, name)
+        for name in LLM_XML:
+            check_same_weights(
+                rebuilt_families / family / "ir" / name, FAMILIES / family / "ir" / name
+            )
 
 
 def test_rebuilt_dated_chat_matches_transformers_today(rebuilt_families):
