@@ -20,6 +20,7 @@ Calibration text for data-aware int4 (AWQ + scale estimation): the first 20 pydo
 topics, never the held-out ones.
 Prints a Markdown table to stdout. Needs tests/requirements.txt and
 scripts/prepare_default_model.py's output.
+Example: python scripts/compression_study.py > study.md
 """
 
 import argparse

@@ -27,15 +27,19 @@ sys.path.insert(0, str(REPO / "scripts"))  # the stats-line parser the scripts s
 from stats_line import last_stats, parse_stats  # noqa: F401
 
 # The samples the tests run: the repository's, or a copy with a planted bug
-# (scripts/mutation_check.py sets SAMPLES_DIR).
+# (tests/mutation_check.py sets SAMPLES_DIR).
 SAMPLES_DIR = Path(os.environ.get("SAMPLES_DIR", REPO / "samples"))
 TINY_LLAMA = REPO / "tests" / "data" / "tiny-llama"
 TINY_IR = TINY_LLAMA / "ir"
-FAMILIES = REPO / "tests" / "data" / "families"  # scripts/tiny_families.py
+FAMILIES = REPO / "tests" / "data" / "families"  # tests/fixtures/tiny_families.py
 TINY_SD = REPO / "tests" / "data" / "tiny-sd"
 TINY_LCM = REPO / "tests" / "data" / "tiny-lcm"
-TINY_INPAINT = REPO / "tests" / "data" / "tiny-inpaint"  # scripts/tiny_inpaint.py
-TINY_WHISPER = REPO / "tests" / "data" / "tiny-whisper"  # scripts/tiny_whisper.py
+TINY_INPAINT = (
+    REPO / "tests" / "data" / "tiny-inpaint"
+)  # tests/fixtures/tiny_inpaint.py
+TINY_WHISPER = (
+    REPO / "tests" / "data" / "tiny-whisper"
+)  # tests/fixtures/tiny_whisper.py
 WHISPER_MODEL = REPO / "models" / "whisper-tiny.en"  # scripts/prepare_whisper.py
 DEFAULT_MODEL = REPO / "models" / "SmolLM2-135M-Instruct"
 # Prompts for the real model in one batch: ASCII, Chinese, emoji, code.
@@ -131,9 +135,12 @@ def check_bad_input(run: Run, says: str) -> None:
     assert says in run.stderr and "Traceback" not in run.stderr
 
 
+FIXTURE_BUILDERS = REPO / "tests" / "fixtures"  # what builds tests/data
+
+
 def rebuild(script: str, out: Path) -> Path:
-    """Run scripts/SCRIPT afresh into OUT (a fixture builder) and return OUT."""
-    command = [sys.executable, str(REPO / "scripts" / script), str(out)]
+    """Run tests/fixtures/SCRIPT afresh into OUT (a fixture builder) and return OUT."""
+    command = [sys.executable, str(FIXTURE_BUILDERS / script), str(out)]
     build = subprocess.run(command, check=False, capture_output=True, text=True)
     assert build.returncode == 0, build.stderr[-3000:]
     return out
@@ -167,7 +174,9 @@ class MissingFixture(dict):
 
     def __init__(self, path: Path, script: str):
         super().__init__()
-        self.message = f"{path} is missing: build it with python scripts/{script}"
+        self.message = (
+            f"{path} is missing: build it with python tests/fixtures/{script}"
+        )
 
     def __getitem__(self, key):
         pytest.fail(self.message)
@@ -183,12 +192,12 @@ def read_cases(path: Path, script: str):
 
 
 def tiny_llama_cases(folder: Path = TINY_LLAMA) -> list[dict]:
-    """transformers' greedy outputs on the tiny Llama (scripts/tiny_llm.py)."""
+    """transformers' greedy outputs on the tiny Llama (tests/fixtures/tiny_llm.py)."""
     return read_cases(folder / "expected.json", "tiny_llm.py")
 
 
 def chat_cases(folder: Path = TINY_LLAMA) -> list[dict]:
-    """transformers' chat answers on the tiny Llama (scripts/tiny_llm.py)."""
+    """transformers' chat answers on the tiny Llama (tests/fixtures/tiny_llm.py)."""
     return read_cases(folder / "expected_chat.json", "tiny_llm.py")
 
 
@@ -421,11 +430,11 @@ def whisper_model() -> Path:
 
 @pytest.fixture(scope="session")
 def rebuilt_tiny_llama(tmp_path_factory):
-    """scripts/tiny_llm.py run afresh: new weights, IR and transformers outputs."""
+    """tests/fixtures/tiny_llm.py run afresh: new weights, IR and transformers outputs."""
     return rebuild("tiny_llm.py", tmp_path_factory.mktemp("tiny-llama"))
 
 
-# The families of scripts/tiny_families.py, and the samples whose answer is greedy
+# The families of tests/fixtures/tiny_families.py, and the samples whose answer is greedy
 # decoding's.
 FAMILY_NAMES = [
     "llama3",
@@ -451,7 +460,7 @@ PAGED_SAMPLES = ["paged_attention.py", "continuous_batching.py"]
 
 
 def family_expected(folder: Path) -> dict:
-    """transformers' outputs on one tiny family (scripts/tiny_families.py)."""
+    """transformers' outputs on one tiny family (tests/fixtures/tiny_families.py)."""
     path = folder / "expected.json"
     if path.is_file():
         return json.loads(path.read_text())

@@ -3,7 +3,7 @@ requirements.txt and pytest.
 
 Known-good source: transformers' beam search (generate(num_beams=4,
 num_return_sequences=4, do_sample=False)) on the same weights, recorded in
-tests/data/tiny-llama/expected_beam.json by scripts/tiny_llm.py.
+tests/data/tiny-llama/expected_beam.json by tests/fixtures/tiny_llm.py.
 """
 
 import pytest
@@ -169,7 +169,7 @@ def test_bad_input_gives_one_line_and_exit_code_2(name):
 
 # Diverse beam search (the default mode: 15 beams in 3 groups, diversity penalty 1.0)
 # against openvino_genai's LLMPipeline on the same IR with f32 hints, recorded by
-# scripts/genai_group_beams.py. The rules it shares with the sample are transformers
+# tests/fixtures/genai_group_beams.py. The rules it shares with the sample are transformers
 # 4.x's. docs/llm.md names three places where genai differs: its float32 softmax, its
 # early-stop check, and its length limit, where it finishes its running beams rather
 # than the last step's best candidates. The first eight prompts agree in all three

@@ -3,7 +3,7 @@ and pytest.
 
 Known-good source: transformers' apply_chat_template(add_generation_prompt=True) and
 greedy generate() on the whole history at each turn, recorded in
-tests/data/tiny-llama/expected_chat.json by scripts/tiny_llm.py (tests/test_reference.py
+tests/data/tiny-llama/expected_chat.json by tests/fixtures/tiny_llm.py (tests/test_reference.py
 recomputes it, and checks the real model against openvino_genai on the templated history).
 """
 

@@ -4,7 +4,7 @@ family's special tokens, chat template and generation_config.json (fast tier).
 
 Known-good source: transformers' generate() and apply_chat_template with the folder's
 generation config, recorded in tests/data/families/*/expected.json by
-scripts/tiny_families.py (tests/test_reference.py rebuilds and recomputes them).
+tests/fixtures/tiny_families.py (tests/test_reference.py rebuilds and recomputes them).
 Texts are compared as the folder's OpenVINO detokenizer writes transformers' token ids.
 """
 

@@ -2,7 +2,7 @@
 requirements.txt and pytest.
 
 Known-good source: transformers' greedy generate() on the same weights, recorded in
-tests/data/tiny-llama/expected.json by scripts/tiny_llm.py (tests/test_reference.py
+tests/data/tiny-llama/expected.json by tests/fixtures/tiny_llm.py (tests/test_reference.py
 recomputes it).
 """
 

@@ -3,7 +3,7 @@ requirements.txt and pytest.
 
 Known-good source: diffusers' StableDiffusionImg2ImgPipeline with EulerDiscreteScheduler
 on the same random weights, given the sample's random numbers, recorded in
-tests/data/tiny-sd/expected-img2img/ by scripts/tiny_img2img.py (tests/test_reference.py
+tests/data/tiny-sd/expected-img2img/ by tests/fixtures/tiny_img2img.py (tests/test_reference.py
 recomputes them). The PNG reader is checked here against the PNG specification's
 filters on files this test writes, and against Pillow in the reference tier.
 """

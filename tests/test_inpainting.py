@@ -4,7 +4,7 @@ requirements.txt and pytest.
 
 Known-good source: diffusers' StableDiffusionInpaintPipeline with EulerDiscreteScheduler
 on the same random weights, given the sample's random numbers, recorded in
-tests/data/tiny-inpaint/expected/ by scripts/tiny_inpaint.py (tests/test_reference.py
+tests/data/tiny-inpaint/expected/ by tests/fixtures/tiny_inpaint.py (tests/test_reference.py
 recomputes them).
 """
 

@@ -3,7 +3,7 @@ requirements.txt and pytest.
 
 Known-good source: diffusers' LatentConsistencyModelPipeline (LCMScheduler) on the same
 random weights, given the sample's latents and per-step noise, recorded in
-tests/data/tiny-lcm/expected/ by scripts/tiny_lcm.py (tests/test_reference.py rebuilds
+tests/data/tiny-lcm/expected/ by tests/fixtures/tiny_lcm.py (tests/test_reference.py rebuilds
 the fixture and recomputes them).
 """
 

