@@ -18,7 +18,6 @@ import sys
 import time
 import zlib
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import openvino as ov
@@ -37,19 +36,13 @@ TEXT_POSITIONS = 77  # CLIP's context: every prompt is padded or cut to it
 VAE_SCALING_FACTOR = 0.18215  # SD 1.x and 2.x scaled their latents by it
 
 
-class ImageModels(NamedTuple):
-    tokenizer: ov.Model  # [text] -> input_ids (1, tokens)
-    text_encoder: ov.Model  # input_ids (batch, 77) -> (batch, 77, hidden)
-    unet: ov.Model  # latents, timestep, text embeddings -> noise (or v)
-    vae_decoder: ov.Model  # latents (1, 4, h / 8, w / 8) -> image (1, 3, h, w)
-
-
-def read_image_models(core: ov.Core, parser, model_dir: Path) -> ImageModels:
-    """The folder's four networks, read but not compiled; a missing file exits."""
+def read_image_models(core: ov.Core, parser, model_dir: Path) -> list[ov.Model]:
+    """The folder's tokenizer, text encoder, UNet and VAE decoder, read but not
+    compiled; a missing file exits."""
     for name in IMAGE_FILES:
         if not (model_dir / name).is_file():
             parser.error(f"no {model_dir / name}: {EXPORT_HINT}")
-    return ImageModels(*[core.read_model(model_dir / name) for name in IMAGE_FILES[:4]])
+    return [core.read_model(model_dir / name) for name in IMAGE_FILES[:4]]
 
 
 def clip_input_ids(tokenizer: ov.CompiledModel, text: str, pad_token_id: int):
@@ -145,7 +138,8 @@ def main() -> None:
 
     # Created after `import openvino_tokenizers`, so that it reads the tokenizer.
     core = ov.Core()
-    models = read_image_models(core, parser, args.model_dir)
+    networks = read_image_models(core, parser, args.model_dir)
+    tokenizer, text_encoder, unet, vae_decoder = networks
     scheduler = json.loads((args.model_dir / IMAGE_FILES[4]).read_text())
     # The distilled schedule's steps, that --steps picks from.
     original_steps = scheduler.get("original_inference_steps", 50)
@@ -153,22 +147,22 @@ def main() -> None:
         parser.error(f"--steps must be 1 to {original_steps}")
     # Static shapes compile faster kernels than dynamic ones.
     latent_shape = [1, 4, args.height // 8, args.width // 8]
-    models.text_encoder.reshape({"input_ids": [1, TEXT_POSITIONS]})
-    models.vae_decoder.reshape({"latent_sample": latent_shape})
-    guidance_size = models.unet.input("timestep_cond").partial_shape[1].get_length()
+    text_encoder.reshape({"input_ids": [1, TEXT_POSITIONS]})
+    vae_decoder.reshape({"latent_sample": latent_shape})
+    guidance_size = unet.input("timestep_cond").partial_shape[1].get_length()
     unet_shapes = {"sample": latent_shape, "timestep": [1]}
     unet_shapes["timestep_cond"] = [1, guidance_size]
     # (1, 77, hidden), as the text encoder gives it
-    unet_shapes["encoder_hidden_states"] = models.text_encoder.output(0).partial_shape
-    models.unet.reshape(unet_shapes)
+    unet_shapes["encoder_hidden_states"] = text_encoder.output(0).partial_shape
+    unet.reshape(unet_shapes)
     config = {"INFERENCE_PRECISION_HINT": "f32"} if args.f32 else {}
-    text_encoder = core.compile_model(models.text_encoder, args.device, config)
-    unet = core.compile_model(models.unet, args.device, config)
-    vae_decoder = core.compile_model(models.vae_decoder, args.device, config)
+    text_encoder = core.compile_model(text_encoder, args.device, config)
+    unet = core.compile_model(unet, args.device, config)
+    vae_decoder = core.compile_model(vae_decoder, args.device, config)
+    pad_token_id = tokenizer.get_rt_info()["pad_token_id"].astype(int)
     # The string operations run on the CPU only, whatever --device says.
-    tokenizer = core.compile_model(models.tokenizer, "CPU")
+    tokenizer = core.compile_model(tokenizer, "CPU")
 
-    pad_token_id = models.tokenizer.get_rt_info()["pad_token_id"].astype(int)
     input_ids = clip_input_ids(tokenizer, args.prompt, pad_token_id)[None]
     text_embeddings = text_encoder(input_ids)[0]  # (1, 77, hidden)
     guidance = guidance_embedding(args.guidance_scale, guidance_size)
