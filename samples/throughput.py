@@ -110,13 +110,9 @@ def read_prompts(parser, prompts_file) -> list[str]:
     return prompts
 
 
-def generate_with_requests(
-    requests: list[ov.InferRequest],
-    prompts: list[list[int]],
-    max_new_tokens: int,
-    stop_token_ids: set[int],
-) -> list[list[int]]:
-    """Greedy answers to every prompt, the requests kept busy while prompts remain."""
+def generate_with_requests(requests, prompts, max_new_tokens, stop_token_ids):
+    """Greedy answers (token ids) to every prompt (token ids), the infer requests kept
+    busy while prompts remain."""
     answers = [[] for _ in prompts]
     working_on = [None] * len(requests)  # the prompt index each request answers
     waiting = iter(range(len(prompts)))  # the prompts no request has taken yet
@@ -126,25 +122,30 @@ def generate_with_requests(
         # OpenVINO's own thread calls it when the request's inference ends.
         request.set_callback(ended.put, index)
         ended.put(index)  # at first, every request is free
-    while answered < len(prompts):
-        index = ended.get()  # whichever request ends first
-        request = requests[index]
-        prompt_index = working_on[index]
-        if prompt_index is not None:
-            answer = answers[prompt_index]
-            token = int(request.get_tensor("logits").data[0, -1].argmax())
-            if token not in stop_token_ids:
-                answer.append(token)
-            if token not in stop_token_ids and len(answer) < max_new_tokens:
-                text = prompts[prompt_index] + answer  # all but its last token cached
-                request.start_async(llm_inputs(request, text, len(text) - 1))
-                continue
-            answered += 1
-        # The request is free: it takes the next prompt, with an empty KV cache.
-        working_on[index] = next(waiting, None)
-        if working_on[index] is not None:
-            request.reset_state()
-            request.start_async(llm_inputs(request, prompts[working_on[index]], 0))
+    try:
+        while answered < len(prompts):
+            index = ended.get()  # whichever request ends first
+            request = requests[index]
+            prompt_index = working_on[index]
+            if prompt_index is not None:
+                answer = answers[prompt_index]
+                token = int(request.get_tensor("logits").data[0, -1].argmax())
+                if token not in stop_token_ids:
+                    answer.append(token)
+                if token not in stop_token_ids and len(answer) < max_new_tokens:
+                    # The cache holds all of the text but its last token.
+                    text = prompts[prompt_index] + answer
+                    request.start_async(llm_inputs(request, text, len(text) - 1))
+                    continue
+                answered += 1
+            # The request is free: it takes the next prompt, with an empty KV cache.
+            working_on[index] = next(waiting, None)
+            if working_on[index] is not None:
+                request.reset_state()
+                request.start_async(llm_inputs(request, prompts[working_on[index]], 0))
+    finally:  # Ctrl-C too: no callback may run after Python has ended
+        for request in requests:
+            request.wait()
     return answers
 
 
