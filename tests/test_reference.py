@@ -5,6 +5,8 @@ Needs tests/requirements.txt (torch, transformers, optimum-intel, openvino_genai
 with `pytest -m reference`.
 """
 
+import json
+
 import numpy as np
 import pytest
 
@@ -550,6 +552,11 @@ def test_committed_families_are_what_the_script_builds(rebuilt_families):
             check_same_weights(
                 rebuilt_families / family / "ir" / name, FAMILIES / family / "ir" / name
             )
+        # The stop tokens and defaults the samples read.
+        name = "generation_config.json"
+        assert json.loads((rebuilt_families / family / "ir" / name).read_text()) == (
+            json.loads((FAMILIES / family / "ir" / name).read_text())
+        ), family
 
 
 def test_rebuilt_dated_chat_matches_transformers_today(rebuilt_families):
