@@ -186,7 +186,7 @@ def main() -> None:
         print(decode(detokenizer, answer).replace("\n", "\\n"))
     print(
         f"{len(prompts)} prompts, {tokens} new tokens in {seconds:.2f} s "
-        f"with {count} requests: {tokens / seconds:.1f} tokens/s",
+        f"with {len(requests)} requests: {tokens / seconds:.1f} tokens/s",
         file=sys.stderr,
     )
 

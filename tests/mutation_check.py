@@ -259,8 +259,8 @@ BUGS = [
     Bug(
         "image-to-image: noise added at the next step's level",
         "image_to_image.py",
-        "latents = latents + noise * sigmas[first]",
-        "latents = latents + noise * sigmas[first + 1]",
+        "astype(np.float32) * sigmas[first]",
+        "astype(np.float32) * sigmas[first + 1]",
         ["tests/test_image_to_image.py"],
     ),
     Bug(
