@@ -8,7 +8,10 @@ openvino_genai's greedy generate on the same IR.
 
 import argparse
 import os
+import threading
+from types import SimpleNamespace
 
+import numpy as np
 import openvino as ov
 import pytest
 
@@ -149,3 +152,59 @@ def test_no_bf16_throughput_streams_on_a_xeon_with_amx():
     args.f32 = True  # exact: f32 whatever the CPU
     config = throughput.compile_for_throughput(xeon, None, args)
     assert config["INFERENCE_PRECISION_HINT"] == "f32"
+
+
+class QuickRequest:
+    """Stands for an InferRequest whose inference ends on another thread 20 ms after it
+    starts (its callback then runs there, as OpenVINO's does), with logits that pick
+    token 7, never a stop token; it counts the requests computing at once."""
+
+    in_flight = 0
+    most_in_flight = 0
+    lock = threading.Lock()
+    model_inputs = tuple(
+        SimpleNamespace(any_name=name)
+        for name in ("input_ids", "attention_mask", "position_ids", "beam_idx")
+    )
+
+    def set_callback(self, callback, userdata) -> None:
+        self.callback = callback
+        self.userdata = userdata
+
+    def start_async(self, inputs: dict) -> None:
+        with QuickRequest.lock:
+            QuickRequest.in_flight += 1
+            QuickRequest.most_in_flight = max(
+                QuickRequest.most_in_flight, QuickRequest.in_flight
+            )
+        self.timer = threading.Timer(0.02, self.end)
+        self.timer.start()
+
+    def end(self) -> None:
+        with QuickRequest.lock:
+            QuickRequest.in_flight -= 1
+        self.callback(self.userdata)
+
+    def get_tensor(self, name: str):
+        logits = np.zeros((1, 1, 10), dtype=np.float32)
+        logits[0, 0, 7] = 1
+        return SimpleNamespace(data=logits)
+
+    def reset_state(self) -> None:
+        pass
+
+    def wait(self) -> None:
+        if hasattr(self, "timer"):
+            self.timer.join()
+
+
+def test_every_request_computes_at_once_while_prompts_remain():
+    """throughput.py's scheduler keeps all its requests busy: with 9 prompts of 5
+    tokens each and 4 requests, 4 inferences are in flight at once, and every answer
+    is complete."""
+    throughput = load_sample("throughput.py")
+    requests = [QuickRequest() for _ in range(4)]
+    prompts = [[1, 2, 3]] * 9
+    answers = throughput.generate_with_requests(requests, prompts, 5, {0})
+    assert answers == [[7] * 5] * 9
+    assert QuickRequest.most_in_flight == 4
