@@ -33,8 +33,6 @@ F32_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32"}
 F32_CONFIG["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = "0"
 
 
-# The special tokens a chat template may write, as transformers passes them to it.
-SPECIAL_TOKENS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token")
 # config.json's name for the context length: in Llama and most others, GPT-2, MPT.
 CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len")
 
@@ -132,11 +130,15 @@ def strftime_now(date_format: str) -> str:
 
 def read_special_tokens(model_dir: Path) -> dict[str, str]:
     """The special tokens' strings (bos_token, eos_token, ...) that templates write
-    themselves (Mistral: `+ eos_token`), from tokenizer_config.json (GGUF: none)."""
+    themselves (Mistral: `+ eos_token`), as transformers passes them: from
+    tokenizer_config.json (GGUF: none)."""
     config_path = model_dir / "tokenizer_config.json"
     config = json.loads(config_path.read_text()) if config_path.is_file() else {}
-    names = [name for name in SPECIAL_TOKENS if isinstance(config.get(name), str)]
-    return {name: config[name] for name in names}
+    special_tokens = {}
+    for name, value in config.items():
+        if name.endswith("_token") and isinstance(value, str):
+            special_tokens[name] = value
+    return special_tokens
 
 
 def render(chat_template: str, messages: list[dict], special_tokens: dict) -> str:
@@ -145,9 +147,8 @@ def render(chat_template: str, messages: list[dict], special_tokens: dict) -> st
     environment = jinja2.sandbox.ImmutableSandboxedEnvironment(
         trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols]
     )
-    environment.globals.update(
-        raise_exception=raise_exception, strftime_now=strftime_now
-    )
+    environment.globals["raise_exception"] = raise_exception
+    environment.globals["strftime_now"] = strftime_now
     template = environment.from_string(chat_template)
     return template.render(
         messages=messages, add_generation_prompt=True, **special_tokens

@@ -4,7 +4,8 @@
 The model keeps its KV cache in its own state, so each step feeds only the new token.
 MODEL_DIR holds openvino_model.xml, openvino_tokenizer.xml and openvino_detokenizer.xml,
 as `optimum-cli export openvino --task text-generation-with-past` writes them.
-A lone argument that is not a folder is the prompt, for the default model.
+A first argument with a space in it that names no folder is the prompt, for the
+default model.
 Example: python samples/greedy.py models/SmolLM2-135M-Instruct "Once upon a time"
 """
 
