@@ -62,19 +62,20 @@ def read_llm_folder(core: ov.Core, parser, model_dir: Path):
     return model, tokenizer, detokenizer, stop_token_ids
 
 
-def keep_last_logits(model: ov.Model) -> None:
-    """Compute logits (batch, 1, vocab) for the last position only.
+def keep_last_logits(model: ov.Model, positions: int) -> None:
+    """Compute logits (batch, positions, vocab) for the last positions only.
 
-    A long prompt would cost (prompt_len, vocab) logits that nobody reads: gathering
-    the last position of the LM head's input (the MatMul of each position's hidden
-    state by the (vocab, hidden) matrix) before compiling removes that work.
-    Element-wise operations may follow the MatMul (Gemma 2 caps the logits: divide,
-    tanh, multiply); they work position by position."""
+    A long prompt would cost (prompt_len, vocab) logits that nobody reads: slicing the
+    LM head's input (each position's hidden state, which the MatMul by the (vocab,
+    hidden) matrix turns into logits) before compiling removes that work. Element-wise
+    operations may follow the MatMul (Gemma 2 caps the logits: divide, tanh,
+    multiply); they work position by position."""
     lm_head = model.output("logits").get_node()
     while lm_head.get_type_name() != "MatMul":
         lm_head = lm_head.input_value(0).get_node()
     hidden = lm_head.input_value(0)  # (batch, seq_len, hidden)
-    last = ov.opset8.gather(hidden, [-1], 1)  # (batch, 1, hidden)
+    end = np.iinfo(np.int64).max
+    last = ov.opset13.slice(hidden, [-positions], [end], [1], axes=[1])
     lm_head.input(0).replace_source_output(last.output(0))
 
 
@@ -192,7 +193,7 @@ def main() -> None:
     # The tokenizer IR adds its special tokens (a BOS) to any text. The rendered
     # history holds its own, so they come off, as transformers tokenizes it without.
     added_ids = tokenizer([""])["input_ids"][0].tolist()
-    keep_last_logits(model)
+    keep_last_logits(model, 1)
     compiled = core.compile_model(model, args.device, F32_CONFIG if args.f32 else {})
     request = compiled.create_infer_request()
 

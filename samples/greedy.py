@@ -55,19 +55,20 @@ def read_llm_folder(core: ov.Core, parser, model_dir: Path):
     return model, tokenizer, detokenizer, stop_token_ids
 
 
-def keep_last_logits(model: ov.Model) -> None:
-    """Compute logits (batch, 1, vocab) for the last position only.
+def keep_last_logits(model: ov.Model, positions: int) -> None:
+    """Compute logits (batch, positions, vocab) for the last positions only.
 
-    A long prompt would cost (prompt_len, vocab) logits that nobody reads: gathering
-    the last position of the LM head's input (the MatMul of each position's hidden
-    state by the (vocab, hidden) matrix) before compiling removes that work.
-    Element-wise operations may follow the MatMul (Gemma 2 caps the logits: divide,
-    tanh, multiply); they work position by position."""
+    A long prompt would cost (prompt_len, vocab) logits that nobody reads: slicing the
+    LM head's input (each position's hidden state, which the MatMul by the (vocab,
+    hidden) matrix turns into logits) before compiling removes that work. Element-wise
+    operations may follow the MatMul (Gemma 2 caps the logits: divide, tanh,
+    multiply); they work position by position."""
     lm_head = model.output("logits").get_node()
     while lm_head.get_type_name() != "MatMul":
         lm_head = lm_head.input_value(0).get_node()
     hidden = lm_head.input_value(0)  # (batch, seq_len, hidden)
-    last = ov.opset8.gather(hidden, [-1], 1)  # (batch, 1, hidden)
+    end = np.iinfo(np.int64).max
+    last = ov.opset13.slice(hidden, [-positions], [end], [1], axes=[1])
     lm_head.input(0).replace_source_output(last.output(0))
 
 
@@ -124,7 +125,7 @@ def main() -> None:
     core = ov.Core()
     model_files = read_llm_folder(core, parser, args.model_dir)
     model, tokenizer, detokenizer, stop_token_ids = model_files
-    keep_last_logits(model)
+    keep_last_logits(model, 1)
     config = F32_CONFIG if args.f32 else {}
     request = core.compile_model(model, args.device, config).create_infer_request()
     prompt_ids = tokenizer([args.prompt])["input_ids"][0].tolist()

@@ -61,6 +61,23 @@ def read_llm_folder(core: ov.Core, parser, model_dir: Path):
     return model, tokenizer, detokenizer, stop_token_ids
 
 
+def keep_last_logits(model: ov.Model, positions: int) -> None:
+    """Compute logits (batch, positions, vocab) for the last positions only.
+
+    A long prompt would cost (prompt_len, vocab) logits that nobody reads: slicing the
+    LM head's input (each position's hidden state, which the MatMul by the (vocab,
+    hidden) matrix turns into logits) before compiling removes that work. Element-wise
+    operations may follow the MatMul (Gemma 2 caps the logits: divide, tanh,
+    multiply); they work position by position."""
+    lm_head = model.output("logits").get_node()
+    while lm_head.get_type_name() != "MatMul":
+        lm_head = lm_head.input_value(0).get_node()
+    hidden = lm_head.input_value(0)  # (batch, seq_len, hidden)
+    end = np.iinfo(np.int64).max
+    last = ov.opset13.slice(hidden, [-positions], [end], [1], axes=[1])
+    lm_head.input(0).replace_source_output(last.output(0))
+
+
 def llm_inputs(request: ov.InferRequest, token_ids: list[int], cached: int) -> dict:
     """Inputs that feed token_ids[cached:], what the KV cache lacks of the text: those
     the request's model takes (BLOOM and MPT take no position_ids)."""
@@ -153,6 +170,8 @@ def main() -> None:
     draft_model, _, draft_detokenizer, _ = draft_files
     main_files = read_llm_folder(core, parser, args.main_dir)
     main_model, tokenizer, detokenizer, stop_token_ids = main_files
+    keep_last_logits(draft_model, 1)
+    keep_last_logits(main_model, MAX_DRAFT + 1)  # the positions that are checked
     config = F32_CONFIG if args.f32 else {}
     draft_compiled = core.compile_model(draft_model, args.device, config)
     draft_request = draft_compiled.create_infer_request()

@@ -99,7 +99,7 @@ def test_lm_head_slice_reaches_through_gemmas_logit_softcapping():
     ir = FAMILIES / "gemma2" / "ir" / "openvino_model.xml"
     full = core.compile_model(core.read_model(ir), "CPU", greedy.F32_CONFIG)
     sliced_model = core.read_model(ir)
-    greedy.keep_last_logits(sliced_model)
+    greedy.keep_last_logits(sliced_model, 1)
     sliced = core.compile_model(sliced_model, "CPU", greedy.F32_CONFIG)
     full_request = full.create_infer_request()
     inputs = greedy.llm_inputs(full_request, list(range(5, 40)), 0)
