@@ -59,7 +59,8 @@ def fetch(hf_dir: Path) -> None:
 
 
 def export(hf_dir: Path, out_dir: Path) -> None:
-    """The encoder and its tokenizer IRs, the tokenizer cut at max_seq_length."""
+    """The encoder and its tokenizer IR (an embedder decodes nothing), cut at
+    max_seq_length."""
     from openvino import save_model
     from openvino_tokenizers import convert_tokenizer
     from optimum.exporters.openvino import main_export
@@ -74,11 +75,8 @@ def export(hf_dir: Path, out_dir: Path) -> None:
     max_length = st_config["max_seq_length"]
     tokenizer = AutoTokenizer.from_pretrained(hf_dir)
     tokenizer.model_max_length = max_length
-    ov_tokenizer, ov_detokenizer = convert_tokenizer(
-        tokenizer, with_detokenizer=True, truncation=True, max_length=max_length
-    )
+    ov_tokenizer = convert_tokenizer(tokenizer, truncation=True, max_length=max_length)
     save_model(ov_tokenizer, partial / "openvino_tokenizer.xml")
-    save_model(ov_detokenizer, partial / "openvino_detokenizer.xml")
     for name in SENTENCE_TRANSFORMERS_FILES:
         (partial / name).parent.mkdir(exist_ok=True)
         shutil.copy(hf_dir / name, partial / name)

@@ -1,0 +1,323 @@
+#!/usr/bin/env python3
+"""Retrieval-augmented generation: answer a question from your own documents.
+
+The documents file is cut into passages at its blank lines. An embedding model turns
+each passage, and the question, into a vector of length 1; the passages whose vectors
+lie closest to the question's (the largest dot product: cosine similarity) go to the
+LLM with the question, as one user message through the model's own chat template:
+
+    <best passage>
+
+    <second passage>
+
+    <third passage>
+
+    Question: <the question>
+
+The LLM then answers greedily, streamed to stdout; the passages it got go to stderr,
+best first, with their scores. The model keeps its KV cache in its own state, so each
+step after the long first one feeds only the new token.
+MODEL_DIR holds openvino_model.xml, openvino_tokenizer.xml (with a chat_template in its
+rt_info) and openvino_detokenizer.xml, as `optimum-cli export openvino --task
+text-generation-with-past` writes them. The embedder's folder holds openvino_model.xml
+and openvino_tokenizer.xml, as `optimum-cli export openvino --task feature-extraction`
+writes them, and the sentence-transformers files beside them: 1_Pooling/config.json
+says how to pool (the mean of the text's tokens, or the first token, [CLS]) and
+modules.json whether to normalize; without them the sample takes the mean and
+normalizes. A passage or question longer than the embedder's tokenizer IR takes is
+cut there for its embedding (scripts/prepare_embeddings.py converts it with the
+model's max_seq_length, where sentence-transformers cuts); the LLM reads it whole.
+Example: python samples/rag.py --documents docs/llm.md "How does beam search end?"
+"""
+
+import argparse
+import json
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import NamedTuple
+
+import jinja2.ext
+import jinja2.sandbox
+import numpy as np
+import openvino as ov
+import openvino_tokenizers  # noqa: F401  registers the tokenizer IRs' string operations
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL_DIR = REPO / "models/SmolLM2-135M-Instruct"
+DEFAULT_EMBEDDER_DIR = REPO / "models/all-MiniLM-L6-v2"
+EXPORT_HINT = "run scripts/prepare_default_model.py, or optimum-cli export openvino"
+LLM_FILES = ("openvino_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml")
+EMBEDDER_FILES = ("openvino_model.xml", "openvino_tokenizer.xml")
+EMBEDDER_HINT = "run scripts/prepare_embeddings.py, or optimum-cli export openvino"
+# --f32: compute and cache in f32, as the references do (the CPU's default may be bf16
+# with an f16 or u8 cache), and quantize no activations on the fly (int4 and int8
+# weights do by default): the numbers then equal the references'.
+F32_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32"}
+F32_CONFIG["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = "0"
+BATCH_SIZE = 32  # texts embedded at once
+
+
+def read_llm_folder(core: ov.Core, parser, model_dir: Path):
+    """The folder's LLM (read, not compiled: it can still be edited), tokenizer and
+    detokenizer, and the ids of the tokens that end an answer."""
+    for name in LLM_FILES:
+        if not (model_dir / name).is_file():
+            parser.error(f"no {model_dir / name}: {EXPORT_HINT}")
+    model = core.read_model(model_dir / "openvino_model.xml")
+    # Only a stateful export (--task text-generation-with-past) keeps its KV cache in
+    # its state, and beam_idx says which cache row each batch row continues.
+    if "beam_idx" not in {port.any_name for port in model.inputs}:
+        parser.error(f"{model_dir} holds no stateful LLM (no beam_idx): {EXPORT_HINT}")
+    tokenizer = core.read_model(model_dir / "openvino_tokenizer.xml")
+    # generation_config.json may list several end tokens (Llama 3: two, Phi-3: three),
+    # as an id or a list; the tokenizer knows one. A GGUF-converted folder has no file.
+    config_path = model_dir / "generation_config.json"
+    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    stop_token_ids = set(np.atleast_1d(config.get("eos_token_id", [])).tolist())
+    if "eos_token_id" in tokenizer.get_rt_info():
+        stop_token_ids.add(tokenizer.get_rt_info()["eos_token_id"].astype(int))
+    # The string operations run on the CPU only, whatever --device says.
+    tokenizer = core.compile_model(tokenizer, "CPU")
+    detokenizer = core.compile_model(model_dir / "openvino_detokenizer.xml", "CPU")
+    return model, tokenizer, detokenizer, stop_token_ids
+
+
+def keep_last_logits(model: ov.Model, positions: int) -> None:
+    """Compute logits (batch, positions, vocab) for the last positions only.
+
+    A long prompt would cost (prompt_len, vocab) logits that nobody reads: slicing the
+    LM head's input (each position's hidden state, which the MatMul by the (vocab,
+    hidden) matrix turns into logits) before compiling removes that work. Element-wise
+    operations may follow the MatMul (Gemma 2 caps the logits: divide, tanh,
+    multiply); they work position by position."""
+    lm_head = model.output("logits").get_node()
+    while lm_head.get_type_name() != "MatMul":
+        lm_head = lm_head.input_value(0).get_node()
+    hidden = lm_head.input_value(0)  # (batch, seq_len, hidden)
+    end = np.iinfo(np.int64).max
+    last = ov.opset13.slice(hidden, [-positions], [end], [1], axes=[1])
+    lm_head.input(0).replace_source_output(last.output(0))
+
+
+def llm_inputs(request: ov.InferRequest, token_ids: list[int], cached: int) -> dict:
+    """Inputs that feed token_ids[cached:], what the KV cache lacks of the text: those
+    the request's model takes (BLOOM and MPT take no position_ids)."""
+    inputs = {
+        "input_ids": np.array([token_ids[cached:]], dtype=np.int64),  # (1, new tokens)
+        "attention_mask": np.ones((1, len(token_ids)), dtype=np.int64),
+        "position_ids": np.arange(cached, len(token_ids), dtype=np.int64)[None],
+        "beam_idx": np.zeros(1, dtype=np.int32),  # batch row 0 continues cache row 0
+    }
+    return {port.any_name: inputs[port.any_name] for port in request.model_inputs}
+
+
+def decode(detokenizer: ov.CompiledModel, tokens: list[int]) -> str:
+    """The text of some token ids."""
+    return str(detokenizer(np.array([tokens], dtype=np.int64))["string_output"][0])
+
+
+def stream(detokenizer: ov.CompiledModel, tokens: list[int], printed: str) -> str:
+    """Print what the tokens' text adds to `printed` (the text so far); return the text.
+
+    All tokens are decoded again each time: decoded alone, a token may lose its leading
+    space. A text ending in U+FFFD ends inside a UTF-8 character whose other bytes come
+    with the next token, so it waits."""
+    text = decode(detokenizer, tokens)
+    if text.endswith("\ufffd"):
+        return printed
+    print(text[len(printed) :], end="", flush=True)
+    return text
+
+
+class Embedder(NamedTuple):
+    """A compiled text encoder, its tokenizer, and how its token states become one
+    vector per text."""
+
+    tokenizer: ov.CompiledModel
+    encoder: ov.CompiledModel
+    takes_cls: bool  # the first token's state, else the mean of the text's tokens
+    normalizes: bool
+
+
+def read_embedder(core: ov.Core, parser, model_dir: Path, device: str, config):
+    """The folder's encoder and tokenizer, compiled, and its pooling settings."""
+    for name in EMBEDDER_FILES:
+        if not (model_dir / name).is_file():
+            parser.error(f"no {model_dir / name}: {EMBEDDER_HINT}")
+    encoder = core.read_model(model_dir / "openvino_model.xml")
+    if "last_hidden_state" not in encoder.output(0).names:
+        parser.error(f"{model_dir} holds no text encoder: {EMBEDDER_HINT}")
+    pooling_path = model_dir / "1_Pooling" / "config.json"
+    pooling = json.loads(pooling_path.read_text()) if pooling_path.is_file() else {}
+    modes = [name for name, used in pooling.items() if "mode" in name and used]
+    if modes not in ([], ["pooling_mode_mean_tokens"], ["pooling_mode_cls_token"]):
+        parser.error(f"{pooling_path}: {modes}; this sample pools by mean or CLS")
+    modules_path = model_dir / "modules.json"
+    modules = json.loads(modules_path.read_text()) if modules_path.is_file() else []
+    module_types = [module["type"] for module in modules]
+    return Embedder(
+        tokenizer=core.compile_model(model_dir / "openvino_tokenizer.xml", "CPU"),
+        encoder=core.compile_model(encoder, device, config),
+        takes_cls=modes == ["pooling_mode_cls_token"],
+        normalizes=not modules or any("Normalize" in t for t in module_types),
+    )
+
+
+def embed(embedder: Embedder, texts: list[str]) -> tuple[np.ndarray, int]:
+    """The texts' (texts, dimensions) embeddings, and how many tokens they took."""
+    tokens = embedder.tokenizer(texts)
+    # The ids, the mask, and token_type_ids where the encoder has that input.
+    inputs = {port.any_name: tokens[port.any_name] for port in embedder.encoder.inputs}
+    states = embedder.encoder(inputs)["last_hidden_state"]  # (texts, tokens, width)
+    mask = tokens["attention_mask"][:, :, None]  # 0 on padding
+    if embedder.takes_cls:
+        vectors = states[:, 0]
+    else:
+        vectors = (states * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
+    if embedder.normalizes:
+        lengths = np.linalg.norm(vectors, axis=1, keepdims=True)
+        vectors = vectors / np.maximum(lengths, 1e-12)
+    return vectors.astype(np.float32), int(mask.sum())
+
+
+def raise_exception(message: str):
+    """What a template calls to refuse a conversation, as in transformers."""
+    raise jinja2.TemplateError(message)
+
+
+def strftime_now(date_format: str) -> str:
+    """Today's date as a template asks for it (Llama 3.2 dates its system header)."""
+    return datetime.now().strftime(date_format)
+
+
+def read_special_tokens(model_dir: Path) -> dict[str, str]:
+    """The special tokens' strings (bos_token, eos_token, ...) that templates write
+    themselves (Mistral: `+ eos_token`), as transformers passes them: from
+    tokenizer_config.json (GGUF: none)."""
+    config_path = model_dir / "tokenizer_config.json"
+    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    special_tokens = {}
+    for name, value in config.items():
+        if name.endswith("_token") and isinstance(value, str):
+            special_tokens[name] = value
+    return special_tokens
+
+
+def render(chat_template: str, messages: list[dict], special_tokens: dict) -> str:
+    """The conversation as the model was trained to read it, ready for its answer."""
+    # The settings and variables transformers renders chat templates with.
+    environment = jinja2.sandbox.ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols]
+    )
+    environment.globals["raise_exception"] = raise_exception
+    environment.globals["strftime_now"] = strftime_now
+    template = environment.from_string(chat_template)
+    return template.render(
+        messages=messages, add_generation_prompt=True, **special_tokens
+    )
+
+
+def main() -> None:
+    # usage=SUPPRESS: a bad argument gives one line on stderr, not the usage text too.
+    parser = argparse.ArgumentParser(description=__doc__, usage=argparse.SUPPRESS)
+    parser.add_argument("model_dir", nargs="?", type=Path, default=DEFAULT_MODEL_DIR)
+    parser.add_argument("question")
+    parser.add_argument("--documents", type=Path, required=True, help="a text file")
+    parser.add_argument("--embedder", type=Path, default=DEFAULT_EMBEDDER_DIR)
+    parser.add_argument("--passages", type=int, default=3, help="how many, >= 1")
+    parser.add_argument("--max-new-tokens", type=int, default=200, help=">= 1")
+    parser.add_argument("--device", default="CPU", help="CPU, GPU, NPU or AUTO")
+    parser.add_argument("--f32", action="store_true", help="exact, as the references")
+    args = parser.parse_intermixed_args()
+    if not args.question.strip():
+        parser.error("the question is empty")
+    if args.passages < 1:
+        parser.error("--passages must be at least 1")
+    if args.max_new_tokens < 1:
+        parser.error("--max-new-tokens must be at least 1")
+    # The passages: the documents' paragraphs, parted by blank lines.
+    paragraphs = args.documents.read_text(encoding="utf-8").split("\n\n")
+    passages = [paragraph.strip() for paragraph in paragraphs if paragraph.strip()]
+    if not passages:
+        parser.error(f"{args.documents} holds no text")
+
+    # Created after `import openvino_tokenizers`, so that it reads the tokenizers.
+    core = ov.Core()
+    config = F32_CONFIG if args.f32 else {}
+    embedder = read_embedder(core, parser, args.embedder, args.device, config)
+    model_files = read_llm_folder(core, parser, args.model_dir)
+    model, tokenizer, detokenizer, stop_token_ids = model_files
+    rt_info = core.read_model(args.model_dir / "openvino_tokenizer.xml").get_rt_info()
+    if "chat_template" not in rt_info:
+        parser.error(f"{args.model_dir} has no chat_template: it is not a chat model")
+    chat_template = rt_info["chat_template"].astype(str)
+    special_tokens = read_special_tokens(args.model_dir)
+    keep_last_logits(model, 1)
+    request = core.compile_model(model, args.device, config).create_infer_request()
+
+    # Retrieval: the passages nearest the question. The question's embedding comes
+    # last, in the last batch; the tokenizer pads a batch to its longest text.
+    texts = passages + [args.question]
+    batches = [texts[i : i + BATCH_SIZE] for i in range(0, len(texts), BATCH_SIZE)]
+    vectors = np.concatenate([embed(embedder, batch)[0] for batch in batches])
+    # Cosine similarity: the dot product of vectors of length 1 (the embedder may have
+    # made them so already).
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    scores = vectors[:-1] @ vectors[-1]
+    best = np.argsort(-scores, kind="stable")[: args.passages]
+    for index in best:
+        preview = " ".join(passages[index].split())[:80]
+        print(f"{scores[index]:.3f} {preview}", file=sys.stderr)
+
+    # Generation: the passages and the question in one user message.
+    context = "\n\n".join(passages[index] for index in best)
+    message = {"role": "user", "content": f"{context}\n\nQuestion: {args.question}"}
+    try:
+        prompt = render(chat_template, [message], special_tokens)
+    except jinja2.TemplateError as error:
+        parser.error(f"the model's chat template fails: {error}")
+    prompt_ids = tokenizer([prompt])["input_ids"][0].tolist()
+    # The tokenizer IR adds its special tokens (a BOS) to any text. The rendered
+    # prompt holds its own, so they come off, as transformers tokenizes it without.
+    added_ids = tokenizer([""])["input_ids"][0].tolist()
+    if prompt_ids[: len(added_ids)] == added_ids:
+        prompt_ids = prompt_ids[len(added_ids) :]
+
+    start = time.perf_counter()
+    tokens = []  # the answer's token ids
+    printed = ""  # the answer's text on stdout so far
+    cached = 0  # the tokens whose keys and values the KV cache holds
+    while len(tokens) < args.max_new_tokens:
+        # The first inference (prefill) feeds the whole prompt, each later one a token.
+        request.start_async(llm_inputs(request, prompt_ids + tokens, cached))
+        cached = len(prompt_ids) + len(tokens)
+        # While the model computes the next token, print the ones before it.
+        printed = stream(detokenizer, tokens, printed)
+        request.wait()
+        next_token = int(request.get_tensor("logits").data[0, -1].argmax())
+        if not tokens:
+            first_token_seconds = time.perf_counter() - start
+        if next_token in stop_token_ids:
+            break
+        tokens.append(next_token)
+    print(decode(detokenizer, tokens)[len(printed) :], flush=True)
+
+    decode_seconds = time.perf_counter() - start - first_token_seconds
+    decode_speed = max(len(tokens) - 1, 0) / decode_seconds
+    print(
+        f"{len(prompt_ids)} prompt tokens, {len(tokens)} new tokens, first in "
+        f"{first_token_seconds * 1000:.0f} ms, then {decode_speed:.1f} tokens/s",
+        file=sys.stderr,
+    )
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit(130)  # Ctrl-C: the shell's code for an interrupt, and no traceback
+    except (RuntimeError, OSError, ValueError) as error:  # OpenVINO, files, JSON
+        print(f"error: {str(error).strip().splitlines()[-1]}", file=sys.stderr)
+        sys.exit(2)
