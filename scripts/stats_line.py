@@ -9,7 +9,7 @@ import re
 NUMBER = r"\d+(?:\.\d+)?"
 # Each sample's stats line, whole; the group names are the figures it gives.
 FORMATS = {
-    # greedy.py, paged_attention.py
+    # greedy.py, paged_attention.py, rag.py
     "greedy": r"(?P<prompt_tokens>\d+) prompt tokens, (?P<new_tokens>\d+) new tokens, "
     rf"first in (?P<first_token_ms>\d+) ms, then (?P<tokens_per_second>{NUMBER}) tokens/s",
     # multinomial.py
@@ -27,6 +27,9 @@ FORMATS = {
     "batching": r"(?P<prompts>\d+) prompts, (?P<new_tokens>\d+) new tokens "
     rf"in (?P<seconds>{NUMBER}) s, (?P<inferences>\d+) inferences: "
     rf"(?P<tokens_per_second>{NUMBER}) tokens/s",
+    # text_embeddings.py
+    "embeddings": r"(?P<texts>\d+) texts, (?P<tokens>\d+) tokens, "
+    r"embedded in (?P<milliseconds>\d+) ms",
 }
 
 

@@ -32,6 +32,8 @@ BUDGETS = {
     "beam_search.py": 190,
     "image_to_image.py": 230,
     "inpainting.py": 260,
+    "text_embeddings.py": 90,
+    "rag.py": 170,
 }
 
 
@@ -105,7 +107,7 @@ def test_sample_imports_only_the_runtime_and_numpy(sample):
     allowed = {"openvino", "openvino_tokenizers", "numpy"} | set(
         sys.stdlib_module_names
     )
-    if sample.name == "chat.py":
+    if sample.name in ("chat.py", "rag.py"):
         allowed.add("jinja2")  # the chat template's engine
     for node in ast.walk(ast.parse(sample.read_text())):
         if isinstance(node, ast.ImportFrom):
@@ -194,14 +196,14 @@ def test_shared_blocks_are_shared():
         "lcm.py",
         "stable_diffusion.py",
     ]
-    llm_samples = [
-        s.name for s in SAMPLES if s.name not in [*image_samples, "whisper.py"]
-    ]
+    not_llm = [*image_samples, "whisper.py", "text_embeddings.py"]
+    llm_samples = [s.name for s in SAMPLES if s.name not in not_llm]
     assert sorted(users["read_llm_folder"]) == sorted(llm_samples)
     assert sorted(users["keep_last_logits"]) == [
         "chat.py",
         "greedy.py",
         "prompt_lookup.py",
+        "rag.py",
         "speculative_decoding.py",
     ]
     assert len(users["stream"]) >= 6
@@ -212,6 +214,10 @@ def test_shared_blocks_are_shared():
     ]
     for name in ("png", "clip_input_ids", "alphas_cumprod", "read_image_models"):
         assert sorted(users[name]) == image_samples, name
+    for name in ("Embedder", "read_embedder", "embed"):
+        assert sorted(users[name]) == ["rag.py", "text_embeddings.py"], name
+    for name in ("render", "read_special_tokens"):
+        assert sorted(users[name]) == ["chat.py", "rag.py"], name
     for name in ("read_png", "unfilter", "encode", "euler_sigmas"):
         assert {"image_to_image.py", "inpainting.py"} <= set(users[name]), name
 
