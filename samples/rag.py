@@ -171,11 +171,14 @@ def embed(embedder: Embedder, texts: list[str]) -> tuple[np.ndarray, int]:
     # The ids, the mask, and token_type_ids where the encoder has that input.
     inputs = {port.any_name: tokens[port.any_name] for port in embedder.encoder.inputs}
     states = embedder.encoder(inputs)["last_hidden_state"]  # (texts, tokens, width)
-    mask = tokens["attention_mask"][:, :, None]  # 0 on padding
+    mask = tokens["attention_mask"].astype(np.float32)  # (texts, tokens): 0 on padding
     if embedder.takes_cls:
         vectors = states[:, 0]
     else:
-        vectors = (states * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
+        # The mean of each text's token states, padding left out: the mask-weighted
+        # sum of the states (one matrix product a text) over the text's token count.
+        sums = (mask[:, None, :] @ states)[:, 0]
+        vectors = sums / np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
     if embedder.normalizes:
         lengths = np.linalg.norm(vectors, axis=1, keepdims=True)
         vectors = vectors / np.maximum(lengths, 1e-12)

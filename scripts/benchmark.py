@@ -30,6 +30,11 @@ figures, and its peak RSS (VmHWM) is its own.
                 the first window's features to the last token) of whisper.py and of
                 genai's WhisperPipeline.generate() on Whisper tiny.en, 26 s of eSpeak
                 speech (scripts/speak.py); --quick: the tiny fixture
+  embeddings    texts/s of text_embeddings.py and of genai's TextEmbeddingPipeline
+                (mean pooling, normalized, the folder's max_seq_length, one batch) on
+                all-MiniLM-L6-v2 (scripts/prepare_embeddings.py), 64 passages of about
+                100 tokens; each side's one call in a fresh process; --quick: the tiny
+                BERT fixture
 --quick runs the tiny fixtures with short prompts, once: it shows that everything runs
 (the tests use it).
 Needs scripts/requirements.txt (openvino-genai). Example: python scripts/benchmark.py
@@ -105,10 +110,19 @@ if task["kind"] == "whisper":
     result = pipe.generate(audio.tolist())
     seconds = time.perf_counter() - start
     print(json.dumps({"rtf": seconds / (len(audio) / 16000), "text": result.texts[0]}))
+if task["kind"] == "embeddings":
+    Pipeline = openvino_genai.TextEmbeddingPipeline
+    config = Pipeline.Config(pooling_type=Pipeline.PoolingType.MEAN, normalize=True,
+                             max_length=task["max_length"], batch_size=len(task["texts"]))
+    pipe = Pipeline(task["model"], "CPU", config)
+    start = time.perf_counter()  # the first call, as the sample's one call
+    vectors = pipe.embed_documents(task["texts"])
+    seconds = time.perf_counter() - start
+    print(json.dumps({"texts_per_s": len(task["texts"]) / seconds, "vectors": [list(v) for v in vectors]}))
 if task["kind"] in ("image", "img2img", "inpaint"):
     print(json.dumps({"step_s": metrics.get_first_and_other_iter_duration()[1] / 1000,
                       "unet_s": metrics.get_first_and_other_unet_infer_duration()[1] / 1000}))
-elif task["kind"] != "whisper":
+elif task["kind"] not in ("whisper", "embeddings"):
     pipe = openvino_genai.LLMPipeline(task["model"], "CPU", **task["properties"])
     config = openvino_genai.GenerationConfig(max_new_tokens=task["max_new_tokens"], ignore_eos=True,
                                              apply_chat_template=False, **task["generation"])
@@ -132,7 +146,16 @@ WHISPER_SPEECH = [
     "counting the ships that passed the rocks.",
     "In the morning he wrote everything down in a small blue book.",
 ]
-PARTS = ["greedy", "beam", "throughput", "image", "img2img", "inpaint", "whisper"]
+PARTS = [
+    "greedy",
+    "beam",
+    "throughput",
+    "image",
+    "img2img",
+    "inpaint",
+    "whisper",
+    "embeddings",
+]
 THROUGHPUT_PROMPTS = [
     "Once upon a time",
     "The capital of France is",
@@ -351,6 +374,12 @@ def main() -> None:
         type=Path,
         default=REPO / "tests" / "data" / "tiny-inpaint" / "ir",
         help="an inpainting (9-channel UNet) folder",
+    )
+    parser.add_argument(
+        "--embeddings-model",
+        type=Path,
+        default=REPO / "models" / "all-MiniLM-L6-v2",
+        help="an embedding folder (scripts/prepare_embeddings.py)",
     )
     parser.add_argument(
         "--runs",
@@ -687,6 +716,51 @@ def main() -> None:
             "lower is better",
         )
         table.add("whisper, peak RSS", results["rss"], results["genai rss"], None, "MB")
+    if "embeddings" in args.parts:
+        embeddings_model = args.embeddings_model
+        if args.quick:
+            embeddings_model = REPO / "tests" / "data" / "tiny-bert" / "ir"
+        words = (TEXT * 8).split()
+        # 64 passages of about 100 tokens (80 words), one batch on both sides.
+        passages = [" ".join(words[i : i + 80]) for i in range(64)]
+        st_config = json.loads(
+            (embeddings_model / "sentence_bert_config.json").read_text()
+        )
+        task = {
+            "kind": "embeddings",
+            "model": str(embeddings_model),
+            "texts": passages,
+            "max_length": st_config["max_seq_length"],
+        }
+        results = {"ours": [], "genai": [], "rss": [], "genai rss": []}
+        for run_index in range(warm_up + runs):
+            output = scratch / "embeddings.npy"
+            _, stderr, rss, _ = sample(
+                "text_embeddings.py", embeddings_model, *passages, "--output", output
+            )
+            result, genai_rss = genai(task)
+            difference = np.abs(np.load(output) - np.array(result["vectors"])).max()
+            if difference > 1e-2:
+                raise SystemExit(
+                    f"the embeddings differ by {difference}: not the same task"
+                )
+            if run_index >= warm_up:
+                stats = last_stats(stderr)
+                results["ours"].append(stats["texts"] / stats["milliseconds"] * 1000)
+                results["genai"].append(result["texts_per_s"])
+                results["rss"].append(rss)
+                results["genai rss"].append(genai_rss)
+        table.add(
+            f"embeddings (text_embeddings.py), {embeddings_model.name}, 64 passages of "
+            "about 100 tokens",
+            results["ours"],
+            results["genai"],
+            None,
+            "texts/s",
+        )
+        table.add(
+            "embeddings, peak RSS", results["rss"], results["genai rss"], None, "MB"
+        )
     shutil.rmtree(scratch)
     print(table)
 
