@@ -7,6 +7,7 @@ the cosine similarity of sentence-transformers' embeddings, and transformers' gr
 generate() on apply_chat_template() of the message the docstring lays out.
 """
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -88,6 +89,29 @@ def test_passages_option_takes_that_many_best_first():
         assert run.returncode == 0, run.stderr
         texts = [text for _, text in retrieved(run.stderr)]
         assert texts == [preview(PASSAGES[i]) for i in expected]
+
+
+def test_an_embedder_without_normalize_ranks_by_cosine_too(tmp_path):
+    """The fixture's weights with its Normalize module left out: cosine similarity
+    does not depend on the vectors' lengths, so the scores, the passages and the
+    answer stay the same."""
+    embedder = tmp_path / "mean"
+    shutil.copytree(EMBEDDER, embedder)
+    modules = json.loads((embedder / "modules.json").read_text())
+    kept = [module for module in modules if "Normalize" not in module["type"]]
+    assert len(kept) == len(modules) - 1
+    (embedder / "modules.json").write_text(json.dumps(kept))
+    case = CASES[2]
+    max_new_tokens = len(case["new_ids"])
+    run = ask(
+        case["question"], "--f32", "--max-new-tokens", max_new_tokens, embedder=embedder
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == case["text"] + "\n"
+    lines = retrieved(run.stderr)
+    assert [text for _, text in lines] == [preview(PASSAGES[i]) for i in case["best"]]
+    for (score, _), index in zip(lines, case["best"]):
+        assert abs(score - case["scores"][index]) <= 6e-4
 
 
 def test_missing_pooling_config_falls_back_to_the_normalized_mean(tmp_path):
