@@ -40,6 +40,7 @@ def test_quick_benchmark_prints_every_figure_for_both_sides():
         "img2img (image_to_image.py), 64x64",
         "inpaint (inpainting.py), 64x64",
         "whisper (whisper.py)",
+        "embeddings (text_embeddings.py), ir,",
     ):
         found = [row for row in rows if row.startswith(f"| {kind}")]
         assert found, kind
