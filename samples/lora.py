@@ -133,7 +133,7 @@ def add_lora(model: ov.Model, parser, adapter_dir: Path, alpha: float) -> None:
     layers = {
         name.split(".lora_")[0].removeprefix("base_model.model.") for name in tensors
     }
-    divisor = np.sqrt(config["r"]) if config.get("use_rslora") else config["r"]
+    divisor = config["r"] ** 0.5 if config.get("use_rslora") else config["r"]
     scale = alpha * config["lora_alpha"] / divisor
     for matmul in model.get_ops():
         # optimum's export names a layer's MatMul

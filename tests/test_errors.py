@@ -8,6 +8,7 @@ import pytest
 
 from conftest import (
     LLM_FOLDER_PROBLEMS,
+    REPO,
     TINY_INPAINT,
     TINY_IR,
     TINY_LCM,
@@ -22,6 +23,15 @@ from conftest import (
     run_sample,
 )
 
+LORA_ADAPTER = (
+    REPO / "tests" / "data" / "tiny-lora" / "llama"
+)  # tests/fixtures/tiny_lora.py
+RAG_ARGS = [
+    "--documents",
+    REPO / "tests" / "data" / "tiny-bert" / "documents.txt",
+    "--embedder",
+    REPO / "tests" / "data" / "tiny-bert" / "ir",
+]
 # Each LLM sample's arguments around its model folder (MODEL), and its stdin.
 LLM_SAMPLES = {
     "greedy.py": (["MODEL", "hello"], ""),
@@ -33,6 +43,8 @@ LLM_SAMPLES = {
     "speculative_decoding.py": (["MODEL", TINY_IR, "hello"], ""),
     "throughput.py": (["MODEL"], ""),
     "continuous_batching.py": (["MODEL"], ""),
+    "lora.py": (["MODEL", LORA_ADAPTER, "hello"], ""),
+    "rag.py": (["MODEL", "hello", *RAG_ARGS], ""),
 }
 
 
@@ -144,6 +156,8 @@ LONG_RUNS = {
     "throughput.py": ["MODEL"],
     "continuous_batching.py": ["MODEL"],
     "chat.py": ["MODEL"],
+    "lora.py": ["MODEL", LORA_ADAPTER, "The capital of France is"],
+    "rag.py": ["MODEL", "What is the capital of France?", *RAG_ARGS],
 }
 
 
