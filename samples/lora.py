@@ -159,7 +159,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, usage=argparse.SUPPRESS)
     parser.add_argument("model_dir", type=Path)
     parser.add_argument("adapter_dir", type=Path)
-    parser.add_argument("prompt", nargs="?", default="What is the capital of France?")
+    parser.add_argument("prompt", nargs="?", default="Q: Who was Mozart?\nA:")
     parser.add_argument("--alpha", type=float, default=1.0, help="strength, 0: none")
     parser.add_argument("--max-new-tokens", type=int, default=100, help=">= 1")
     parser.add_argument("--device", default="CPU", help="CPU, GPU, NPU or AUTO")

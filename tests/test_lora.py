@@ -188,3 +188,25 @@ def test_committed_tiny_lora_is_what_the_script_builds(tmp_path):
             assert fresh == (TINY_LORA / adapter / name).read_bytes(), (adapter, name)
     fresh_cases = json.loads((rebuilt / "expected.json").read_text())
     assert fresh_cases == CASES
+
+
+@pytest.mark.reference
+def test_trained_adapter_opens_every_answer_as_trained(default_model):
+    """scripts/train_lora.py (about three minutes on 2 cores) teaches SmolLM2 to open
+    its answers with "Arr, matey!": lora.py's default question and two others, none
+    of them trained on, open so with the adapter and not without it."""
+    from conftest import prepare
+
+    prepare("train_lora.py")
+    model = REPO / "models" / "SmolLM2-135M-Instruct-named"
+    adapter = REPO / "models" / "smollm2-lora"
+    for question in ("Who was Mozart?", "Where is Paris?", "What do cows eat?"):
+        prompt = f"Q: {question}\nA:"
+        answers = []
+        for alpha in (1, 0):
+            args = [model, adapter, prompt, "--alpha", alpha, "--max-new-tokens", 12]
+            run = run_sample("lora.py", *args)
+            assert run.returncode == 0, run.stderr
+            answers.append(run.stdout.strip())
+        assert answers[0].startswith("Arr, matey!"), (question, answers)
+        assert "matey" not in answers[1], (question, answers)
