@@ -30,6 +30,11 @@ figures, and its peak RSS (VmHWM) is its own.
                 the first window's features to the last token) of whisper.py and of
                 genai's WhisperPipeline.generate() on Whisper tiny.en, 26 s of eSpeak
                 speech (scripts/speak.py); --quick: the tiny fixture
+  lora          time to first token and decode tokens/s of lora.py with the adapter
+                scripts/train_lora.py writes, and with --alpha 0 (the branches' cost),
+                against genai's LLMPipeline with the same adapter (AdapterConfig, its
+                alpha set to lora_alpha / r) on the same named int8 IR, a 64-token
+                prompt, 128 new tokens; --quick: the tiny Llama and its test adapter
   embeddings    texts/s of text_embeddings.py and of genai's TextEmbeddingPipeline
                 (mean pooling, normalized, the folder's max_seq_length, one batch) on
                 all-MiniLM-L6-v2 (scripts/prepare_embeddings.py), 64 passages of about
@@ -123,7 +128,11 @@ if task["kind"] in ("image", "img2img", "inpaint"):
     print(json.dumps({"step_s": metrics.get_first_and_other_iter_duration()[1] / 1000,
                       "unet_s": metrics.get_first_and_other_unet_infer_duration()[1] / 1000}))
 elif task["kind"] not in ("whisper", "embeddings"):
-    pipe = openvino_genai.LLMPipeline(task["model"], "CPU", **task["properties"])
+    extra = {}
+    if task.get("adapter"):  # genai's alpha is the whole scale (lora_alpha / r included)
+        adapter = openvino_genai.Adapter(task["adapter"])
+        extra["adapters"] = openvino_genai.AdapterConfig(adapter, task["alpha"])
+    pipe = openvino_genai.LLMPipeline(task["model"], "CPU", **extra, **task["properties"])
     config = openvino_genai.GenerationConfig(max_new_tokens=task["max_new_tokens"], ignore_eos=True,
                                              apply_chat_template=False, **task["generation"])
     if task["warm_up"]:
@@ -155,6 +164,7 @@ PARTS = [
     "inpaint",
     "whisper",
     "embeddings",
+    "lora",
 ]
 THROUGHPUT_PROMPTS = [
     "Once upon a time",
@@ -761,6 +771,54 @@ def main() -> None:
         table.add(
             "embeddings, peak RSS", results["rss"], results["genai rss"], None, "MB"
         )
+    if "lora" in args.parts:
+        lora_model = REPO / "models" / "SmolLM2-135M-Instruct-named"
+        adapter = REPO / "models" / "smollm2-lora"
+        if args.quick:
+            lora_model = REPO / "tests" / "data" / "tiny-llama" / "ir"
+            adapter = REPO / "tests" / "data" / "tiny-lora" / "llama"
+        adapter_config = json.loads((adapter / "adapter_config.json").read_text())
+        prompt = prompt_of(lora_model, 64)
+        results = {"adapter": [], "alpha 0": [], "paged": [], "sdpa": []}
+        for run_index in range(warm_up + runs):
+            measured = []
+            for label, alpha in (("adapter", 1), ("alpha 0", 0)):
+                args_lora = [lora_model, adapter, prompt, "--alpha", alpha]
+                _, stderr, rss, _ = sample(
+                    "lora.py", *args_lora, "--max-new-tokens", new_tokens
+                )
+                measured.append((label, *figures(stderr), rss))
+            for side, properties in sides.items():
+                task = {
+                    "kind": "text",
+                    "model": str(lora_model),
+                    "adapter": str(adapter / "adapter_model.safetensors"),
+                    "alpha": adapter_config["lora_alpha"] / adapter_config["r"],
+                    "properties": properties,
+                    "generation": {},
+                    "prompts": [prompt],
+                    "max_new_tokens": new_tokens,
+                    "warm_up": False,
+                }
+                result, rss = genai(task)
+                measured.append((side, result["ttft_ms"], result["tokens_per_s"], rss))
+            if run_index >= warm_up:
+                for side, ttft, speed, rss in measured:
+                    results[side].append((ttft, speed, rss))
+        for column, name, unit in (
+            (0, "time to first token", "ms, lower is better"),
+            (1, "decode", "tokens/s, higher is better"),
+            (2, "peak RSS", "MB"),
+        ):
+            for ours in ("adapter", "alpha 0"):
+                table.add(
+                    f"lora {name}, lora.py {ours}, {lora_model.name}",
+                    *(
+                        [row[column] for row in results[side]]
+                        for side in (ours, "paged", "sdpa")
+                    ),
+                    unit,
+                )
     shutil.rmtree(scratch)
     print(table)
 
