@@ -179,8 +179,9 @@ def state_dict(ct2: dict[str, np.ndarray]) -> dict:
 
 
 def generation_config(ct2_config: dict):
-    """tiny.en's generation config: the start, end and no-timestamps tokens, and the
-    suppressed tokens (CTranslate2's config.json keeps them)."""
+    """tiny.en's generation config: the start, end and no-timestamps tokens, the
+    suppressed tokens (CTranslate2's config.json keeps them), and openai's limit on the
+    first timestamp (<|1.00|>)."""
     from transformers import GenerationConfig
 
     return GenerationConfig(
@@ -190,6 +191,7 @@ def generation_config(ct2_config: dict):
         pad_token_id=END_OF_TEXT,
         max_length=448,
         no_timestamps_token_id=NO_TIMESTAMPS,
+        max_initial_timestamp_index=50,
         suppress_tokens=ct2_config["suppress_ids"],
         begin_suppress_tokens=ct2_config["suppress_ids_begin"],
         alignment_heads=ct2_config["alignment_heads"],
