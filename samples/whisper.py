@@ -146,8 +146,10 @@ def apply_timestamp_rules(logits: np.ndarray, tokens: list[int], config: dict) -
         logits[first_timestamp : max(tokens)] = -np.inf
     else:  # a segment's start: its text
         logits[first_timestamp:] = -np.inf
-    probabilities = np.exp(logits - logits.max())
-    if probabilities[first_timestamp:].sum() > probabilities[:first_timestamp].max():
+    # The timestamps' probabilities together beat the likeliest text token's when
+    # their exps, each over that token's, add up to more than 1 (no softmax needed).
+    text_best = logits[:first_timestamp].max()
+    if np.exp(logits[first_timestamp:] - text_best).sum() > 1:
         logits[:first_timestamp] = -np.inf
 
 

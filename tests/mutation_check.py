@@ -343,7 +343,7 @@ BUGS = [
     Bug(
         "whisper: the timestamps' total probability is not weighed",
         "whisper.py",
-        "    if probabilities[first_timestamp:].sum() > probabilities[:first_timestamp].max():",
+        "    if np.exp(logits[first_timestamp:] - text_best).sum() > 1:",
         "    if False:",
         ["tests/test_whisper.py"],
     ),
