@@ -137,9 +137,8 @@ def apply_timestamp_rules(logits: np.ndarray, tokens: list[int], config: dict) -
         latest = config.get("max_initial_timestamp_index")
         if latest is not None:
             logits[first_timestamp + latest + 1 :] = -np.inf
-    elif (
-        tokens[-1] < first_timestamp
-    ):  # text: a segment's end may come, after its start
+    elif tokens[-1] < first_timestamp:
+        # After text: more text, or a timestamp that ends the segment after its start.
         logits[first_timestamp : max(tokens) + 1] = -np.inf
     elif len(tokens) >= 2 and tokens[-2] < first_timestamp:  # a segment's end:
         logits[: config["eos_token_id"]] = -np.inf  # the next one's start, or the end
@@ -235,9 +234,10 @@ def main() -> None:
             new_ids = [next_token]
             # Two timestamps in a row: a segment ended, the next one starts.
             if len(tokens) >= 2 and min(tokens[-2:]) >= first_timestamp:
-                segment = tokens[segment_start:-1]
-                times = [offset + STEP * (token - first_timestamp) for token in segment]
-                print_segment(detokenizer, segment, times[0], times[-1], args)
+                segment = tokens[segment_start:-1]  # its start, its words, its end
+                start_seconds = offset + STEP * (segment[0] - first_timestamp)
+                end_seconds = offset + STEP * (segment[-1] - first_timestamp)
+                print_segment(detokenizer, segment, start_seconds, end_seconds, args)
                 segment_start = len(tokens) - 1
         generated += len(tokens)
         ends_on_one = len(tokens) >= 2 and tokens[-2] < first_timestamp <= tokens[-1]
@@ -251,6 +251,7 @@ def main() -> None:
         # <|0.00|>).
         segment = tokens[segment_start:]
         start_step = segment[0] - first_timestamp if segment_start > 0 else 0
+        # The last timestamp, or the window's end when that is <|0.00|> (step 0).
         end_step = max(tokens) - first_timestamp or window_frames / FRAMES_PER_STEP
         times = [offset + STEP * start_step, offset + STEP * end_step]
         print_segment(detokenizer, segment, *times, args)
