@@ -135,21 +135,21 @@ def add_lora(model: ov.Model, parser, adapter_dir: Path, alpha: float) -> None:
     }
     divisor = config["r"] ** 0.5 if config.get("use_rslora") else config["r"]
     scale = alpha * config["lora_alpha"] / divisor
-    for matmul in model.get_ops():
+    for op in model.get_ops():
         # optimum's export names a layer's MatMul
         # "__module.model.layers.0.mlp.up_proj/aten::linear/MatMul".
-        layer = matmul.get_friendly_name().split("/")[0].removeprefix("__module.")
-        if matmul.get_type_name() != "MatMul" or layer not in layers:
+        layer = op.get_friendly_name().split("/")[0].removeprefix("__module.")
+        if op.get_type_name() != "MatMul" or layer not in layers:
             continue
         layers.remove(layer)
         lora_a = tensors[f"base_model.model.{layer}.lora_A.weight"]  # (r, in)
         lora_b = tensors[f"base_model.model.{layer}.lora_B.weight"] * scale  # (out, r)
         # x Aᵀ (scale B)ᵀ; an adapter made for another model fails here, on shapes.
-        down = ov.opset13.matmul(matmul.input_value(0), lora_a, False, True)
-        adapted = ov.opset13.add(matmul, ov.opset13.matmul(down, lora_b, False, True))
+        down = ov.opset13.matmul(op.input_value(0), lora_a, False, True)
+        adapted = ov.opset13.add(op, ov.opset13.matmul(down, lora_b, False, True))
         # Every reader of the MatMul's output reads the sum instead, but the sum.
-        matmul.output(0).replace(adapted.output(0))
-        adapted.input(0).replace_source_output(matmul.output(0))
+        op.output(0).replace(adapted.output(0))
+        adapted.input(0).replace_source_output(op.output(0))
     if layers:
         parser.error(f"the IR has no MatMul of {min(layers)}: {NAMES_HINT}")
 

@@ -224,7 +224,8 @@ def main() -> None:
         new_ids = forced
         while len(forced) + len(tokens) < config.get("max_length", 448):
             inputs = {"input_ids": np.array([new_ids]), "beam_idx": beam_idx}
-            logits = request.infer(inputs)["logits"][0, -1].copy()
+            # infer() hands back copies of the outputs: this one may be changed.
+            logits = request.infer(inputs)["logits"][0, -1]
             logits[suppressed] = -np.inf
             apply_timestamp_rules(logits, tokens, config)
             next_token = int(logits.argmax())
