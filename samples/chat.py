@@ -37,17 +37,18 @@ F32_CONFIG["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = "0"
 CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len")
 
 
-def read_llm_folder(core: ov.Core, parser, model_dir: Path):
+def read_llm(core: ov.Core, model_dir: Path):
     """The folder's LLM (read, not compiled: it can still be edited), tokenizer and
-    detokenizer, and the ids of the tokens that end an answer."""
+    detokenizer, and the ids of the tokens that end an answer. What is wrong with the
+    folder is raised, for main's guard to print in one line."""
     for name in LLM_FILES:
         if not (model_dir / name).is_file():
-            parser.error(f"no {model_dir / name}: {EXPORT_HINT}")
+            raise FileNotFoundError(f"no {model_dir / name}: {EXPORT_HINT}")
     model = core.read_model(model_dir / "openvino_model.xml")
     # Only a stateful export (--task text-generation-with-past) keeps its KV cache in
     # its state, and beam_idx says which cache row each batch row continues.
     if "beam_idx" not in {port.any_name for port in model.inputs}:
-        parser.error(f"{model_dir} holds no stateful LLM (no beam_idx): {EXPORT_HINT}")
+        raise ValueError(f"{model_dir}: no stateful LLM (no beam_idx): {EXPORT_HINT}")
     tokenizer = core.read_model(model_dir / "openvino_tokenizer.xml")
     # generation_config.json may list several end tokens (Llama 3: two, Phi-3: three),
     # as an id or a list; the tokenizer knows one. A GGUF-converted folder has no file.
@@ -74,8 +75,8 @@ def keep_last_logits(model: ov.Model, positions: int) -> None:
     while lm_head.get_type_name() != "MatMul":
         lm_head = lm_head.input_value(0).get_node()
     hidden = lm_head.input_value(0)  # (batch, seq_len, hidden)
-    end = np.iinfo(np.int64).max
-    last = ov.opset13.slice(hidden, [-positions], [end], [1], axes=[1])
+    # From -positions to the end (the largest int64), a step of 1, along axis 1.
+    last = ov.opset13.slice(hidden, [-positions], [np.iinfo(np.int64).max], [1], [1])
     lm_head.input(0).replace_source_output(last.output(0))
 
 
@@ -135,11 +136,8 @@ def read_special_tokens(model_dir: Path) -> dict[str, str]:
     tokenizer_config.json (GGUF: none)."""
     config_path = model_dir / "tokenizer_config.json"
     config = json.loads(config_path.read_text()) if config_path.is_file() else {}
-    special_tokens = {}
-    for name, value in config.items():
-        if name.endswith("_token") and isinstance(value, str):
-            special_tokens[name] = value
-    return special_tokens
+    names = [name for name in config if name.endswith("_token")]
+    return {name: config[name] for name in names if isinstance(config[name], str)}
 
 
 def render(chat_template: str, messages: list[dict], special_tokens: dict) -> str:
@@ -150,8 +148,7 @@ def render(chat_template: str, messages: list[dict], special_tokens: dict) -> st
     )
     environment.globals["raise_exception"] = raise_exception
     environment.globals["strftime_now"] = strftime_now
-    template = environment.from_string(chat_template)
-    return template.render(
+    return environment.from_string(chat_template).render(
         messages=messages, add_generation_prompt=True, **special_tokens
     )
 
@@ -178,8 +175,7 @@ def main() -> None:
 
     # Created after `import openvino_tokenizers`, so that it reads the tokenizers.
     core = ov.Core()
-    model_files = read_llm_folder(core, parser, args.model_dir)
-    model, tokenizer, detokenizer, stop_token_ids = model_files
+    model, tokenizer, detokenizer, stop_token_ids = read_llm(core, args.model_dir)
     rt_info = core.read_model(args.model_dir / "openvino_tokenizer.xml").get_rt_info()
     if "chat_template" not in rt_info:
         parser.error(f"{args.model_dir} has no chat_template: it is not a chat model")
@@ -212,13 +208,11 @@ def main() -> None:
         if history_ids[: len(added_ids)] == added_ids:
             history_ids = history_ids[len(added_ids) :]
         # Past its context a model writes nonsense without a word of warning (rotary
-        # models extrapolate, learned position tables are read out of range).
-        room = context_length - len(history_ids)
-        if room < 1:
+        # models extrapolate, learned position tables are read out of range): the
+        # answer stops there, and a conversation that fills the context ends.
+        max_new_tokens = min(args.max_new_tokens, context_length - len(history_ids))
+        if max_new_tokens < 1:
             parser.error(f"the prompt fills the model's context of {context_length}")
-        if room < args.max_new_tokens:
-            print(f"the context leaves room for {room} new tokens", file=sys.stderr)
-        max_new_tokens = min(room, args.max_new_tokens)
         # Feed only what the cache lacks. A template that trims or rewrites the last
         # answer (Llama 3, Gemma 2), or an answer whose text tokenizes otherwise, parts
         # from the cached tokens early: the cache forgets what follows that point.

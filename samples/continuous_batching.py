@@ -53,17 +53,18 @@ class SequenceInFlight:
     cached: int  # the tokens in its cache blocks
 
 
-def read_llm_folder(core: ov.Core, parser, model_dir: Path):
+def read_llm(core: ov.Core, model_dir: Path):
     """The folder's LLM (read, not compiled: it can still be edited), tokenizer and
-    detokenizer, and the ids of the tokens that end an answer."""
+    detokenizer, and the ids of the tokens that end an answer. What is wrong with the
+    folder is raised, for main's guard to print in one line."""
     for name in LLM_FILES:
         if not (model_dir / name).is_file():
-            parser.error(f"no {model_dir / name}: {EXPORT_HINT}")
+            raise FileNotFoundError(f"no {model_dir / name}: {EXPORT_HINT}")
     model = core.read_model(model_dir / "openvino_model.xml")
     # Only a stateful export (--task text-generation-with-past) keeps its KV cache in
     # its state, and beam_idx says which cache row each batch row continues.
     if "beam_idx" not in {port.any_name for port in model.inputs}:
-        parser.error(f"{model_dir} holds no stateful LLM (no beam_idx): {EXPORT_HINT}")
+        raise ValueError(f"{model_dir}: no stateful LLM (no beam_idx): {EXPORT_HINT}")
     tokenizer = core.read_model(model_dir / "openvino_tokenizer.xml")
     # generation_config.json may list several end tokens (Llama 3: two, Phi-3: three),
     # as an id or a list; the tokenizer knows one. A GGUF-converted folder has no file.
@@ -213,8 +214,7 @@ def main() -> None:
 
     # Created after `import openvino_tokenizers`, so that it reads the tokenizers.
     core = ov.Core()
-    model_files = read_llm_folder(core, parser, args.model_dir)
-    model, tokenizer, detokenizer, stop_token_ids = model_files
+    model, tokenizer, detokenizer, stop_token_ids = read_llm(core, args.model_dir)
     config_path = args.model_dir / "config.json"
     config = json.loads(config_path.read_text()) if config_path.is_file() else {}
     # OpenVINO's paged rewrite of MPT's attention gives wrong text (genai's too).

@@ -20,7 +20,6 @@ import openvino as ov
 import openvino_tokenizers  # noqa: F401  registers the tokenizer IRs' string operations
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models/SmolLM2-135M-Instruct"
-DEFAULT_PROMPT = "Once upon a time, a little robot"
 EXPORT_HINT = "run scripts/prepare_default_model.py, or optimum-cli export openvino"
 LLM_FILES = ("openvino_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml")
 # --f32: compute and cache in f32, as the references do (the CPU's default may be bf16
@@ -30,17 +29,18 @@ F32_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32"}
 F32_CONFIG["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = "0"
 
 
-def read_llm_folder(core: ov.Core, parser, model_dir: Path):
+def read_llm(core: ov.Core, model_dir: Path):
     """The folder's LLM (read, not compiled: it can still be edited), tokenizer and
-    detokenizer, and the ids of the tokens that end an answer."""
+    detokenizer, and the ids of the tokens that end an answer. What is wrong with the
+    folder is raised, for main's guard to print in one line."""
     for name in LLM_FILES:
         if not (model_dir / name).is_file():
-            parser.error(f"no {model_dir / name}: {EXPORT_HINT}")
+            raise FileNotFoundError(f"no {model_dir / name}: {EXPORT_HINT}")
     model = core.read_model(model_dir / "openvino_model.xml")
     # Only a stateful export (--task text-generation-with-past) keeps its KV cache in
     # its state, and beam_idx says which cache row each batch row continues.
     if "beam_idx" not in {port.any_name for port in model.inputs}:
-        parser.error(f"{model_dir} holds no stateful LLM (no beam_idx): {EXPORT_HINT}")
+        raise ValueError(f"{model_dir}: no stateful LLM (no beam_idx): {EXPORT_HINT}")
     tokenizer = core.read_model(model_dir / "openvino_tokenizer.xml")
     # generation_config.json may list several end tokens (Llama 3: two, Phi-3: three),
     # as an id or a list; the tokenizer knows one. A GGUF-converted folder has no file.
@@ -67,8 +67,8 @@ def keep_last_logits(model: ov.Model, positions: int) -> None:
     while lm_head.get_type_name() != "MatMul":
         lm_head = lm_head.input_value(0).get_node()
     hidden = lm_head.input_value(0)  # (batch, seq_len, hidden)
-    end = np.iinfo(np.int64).max
-    last = ov.opset13.slice(hidden, [-positions], [end], [1], axes=[1])
+    # From -positions to the end (the largest int64), a step of 1, along axis 1.
+    last = ov.opset13.slice(hidden, [-positions], [np.iinfo(np.int64).max], [1], [1])
     lm_head.input(0).replace_source_output(last.output(0))
 
 
@@ -106,16 +106,16 @@ def main() -> None:
     # usage=SUPPRESS: a bad argument gives one line on stderr, not the usage text too.
     parser = argparse.ArgumentParser(description=__doc__, usage=argparse.SUPPRESS)
     parser.add_argument("model_dir", nargs="?", type=Path, default=DEFAULT_MODEL_DIR)
-    parser.add_argument("prompt", nargs="?", default=DEFAULT_PROMPT)
+    parser.add_argument("prompt", nargs="?", default="Once upon a time, a little robot")
     parser.add_argument("--max-new-tokens", type=int, default=100, help=">= 1")
     parser.add_argument("--device", default="CPU", help="CPU, GPU, NPU or AUTO")
     parser.add_argument("--f32", action="store_true", help="exact, as the references")
     args = parser.parse_args()
     # `greedy.py "Tell me a joke"`: text with a space that names no folder is a prompt
-    # for the default model (a mistyped folder, models/x, hears how to make one).
+    # for the default model, so the arguments are read again with that folder first
+    # (a mistyped folder, models/x, still hears how to make one).
     if " " in str(args.model_dir) and not args.model_dir.is_dir():
-        args.prompt = str(args.model_dir)
-        args.model_dir = DEFAULT_MODEL_DIR
+        args = parser.parse_args([str(DEFAULT_MODEL_DIR), *sys.argv[1:]])
     if not args.prompt.strip():
         parser.error("the prompt is empty")
     if args.max_new_tokens < 1:
@@ -123,8 +123,7 @@ def main() -> None:
 
     # Created after `import openvino_tokenizers`, so that it reads the tokenizers.
     core = ov.Core()
-    model_files = read_llm_folder(core, parser, args.model_dir)
-    model, tokenizer, detokenizer, stop_token_ids = model_files
+    model, tokenizer, detokenizer, stop_token_ids = read_llm(core, args.model_dir)
     keep_last_logits(model, 1)
     config = F32_CONFIG if args.f32 else {}
     request = core.compile_model(model, args.device, config).create_infer_request()
@@ -149,13 +148,11 @@ def main() -> None:
         tokens.append(next_token)
     print(decode(detokenizer, tokens)[len(printed) :], flush=True)
 
-    decode_seconds = time.perf_counter() - start - first_token_seconds
-    decode_speed = max(len(tokens) - 1, 0) / decode_seconds
-    print(
-        f"{len(prompt_ids)} prompt tokens, {len(tokens)} new tokens, first in "
-        f"{first_token_seconds * 1000:.0f} ms, then {decode_speed:.1f} tokens/s",
-        file=sys.stderr,
-    )
+    # The tokens after the first, in the time after it.
+    decode_speed = len(tokens[1:]) / (time.perf_counter() - start - first_token_seconds)
+    stats = f"{len(prompt_ids)} prompt tokens, {len(tokens)} new tokens, first in "
+    stats += f"{first_token_seconds * 1000:.0f} ms, then {decode_speed:.1f} tokens/s"
+    print(stats, file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -59,17 +59,18 @@ F32_CONFIG["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = "0"
 BATCH_SIZE = 32  # texts embedded at once
 
 
-def read_llm_folder(core: ov.Core, parser, model_dir: Path):
+def read_llm(core: ov.Core, model_dir: Path):
     """The folder's LLM (read, not compiled: it can still be edited), tokenizer and
-    detokenizer, and the ids of the tokens that end an answer."""
+    detokenizer, and the ids of the tokens that end an answer. What is wrong with the
+    folder is raised, for main's guard to print in one line."""
     for name in LLM_FILES:
         if not (model_dir / name).is_file():
-            parser.error(f"no {model_dir / name}: {EXPORT_HINT}")
+            raise FileNotFoundError(f"no {model_dir / name}: {EXPORT_HINT}")
     model = core.read_model(model_dir / "openvino_model.xml")
     # Only a stateful export (--task text-generation-with-past) keeps its KV cache in
     # its state, and beam_idx says which cache row each batch row continues.
     if "beam_idx" not in {port.any_name for port in model.inputs}:
-        parser.error(f"{model_dir} holds no stateful LLM (no beam_idx): {EXPORT_HINT}")
+        raise ValueError(f"{model_dir}: no stateful LLM (no beam_idx): {EXPORT_HINT}")
     tokenizer = core.read_model(model_dir / "openvino_tokenizer.xml")
     # generation_config.json may list several end tokens (Llama 3: two, Phi-3: three),
     # as an id or a list; the tokenizer knows one. A GGUF-converted folder has no file.
@@ -96,8 +97,8 @@ def keep_last_logits(model: ov.Model, positions: int) -> None:
     while lm_head.get_type_name() != "MatMul":
         lm_head = lm_head.input_value(0).get_node()
     hidden = lm_head.input_value(0)  # (batch, seq_len, hidden)
-    end = np.iinfo(np.int64).max
-    last = ov.opset13.slice(hidden, [-positions], [end], [1], axes=[1])
+    # From -positions to the end (the largest int64), a step of 1, along axis 1.
+    last = ov.opset13.slice(hidden, [-positions], [np.iinfo(np.int64).max], [1], [1])
     lm_head.input(0).replace_source_output(last.output(0))
 
 
@@ -250,8 +251,7 @@ def main() -> None:
     core = ov.Core()
     config = F32_CONFIG if args.f32 else {}
     embedder = read_embedder(core, parser, args.embedder, args.device, config)
-    model_files = read_llm_folder(core, parser, args.model_dir)
-    model, tokenizer, detokenizer, stop_token_ids = model_files
+    model, tokenizer, detokenizer, stop_token_ids = read_llm(core, args.model_dir)
     rt_info = core.read_model(args.model_dir / "openvino_tokenizer.xml").get_rt_info()
     if "chat_template" not in rt_info:
         parser.error(f"{args.model_dir} has no chat_template: it is not a chat model")
@@ -307,13 +307,11 @@ def main() -> None:
         tokens.append(next_token)
     print(decode(detokenizer, tokens)[len(printed) :], flush=True)
 
-    decode_seconds = time.perf_counter() - start - first_token_seconds
-    decode_speed = max(len(tokens) - 1, 0) / decode_seconds
-    print(
-        f"{len(prompt_ids)} prompt tokens, {len(tokens)} new tokens, first in "
-        f"{first_token_seconds * 1000:.0f} ms, then {decode_speed:.1f} tokens/s",
-        file=sys.stderr,
-    )
+    # The tokens after the first, in the time after it.
+    decode_speed = len(tokens[1:]) / (time.perf_counter() - start - first_token_seconds)
+    stats = f"{len(prompt_ids)} prompt tokens, {len(tokens)} new tokens, first in "
+    stats += f"{first_token_seconds * 1000:.0f} ms, then {decode_speed:.1f} tokens/s"
+    print(stats, file=sys.stderr)
 
 
 if __name__ == "__main__":

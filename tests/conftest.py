@@ -279,7 +279,7 @@ LLM_FOLDER_PROBLEMS = {
     "no detokenizer": "openvino_detokenizer.xml",
     "truncated model": "at offset",  # OpenVINO's XML parser says where it failed
     "truncated tokenizer": "at offset",
-    "not stateful": "holds no stateful LLM (no beam_idx)",
+    "not stateful": "no stateful LLM (no beam_idx)",
     "broken generation_config.json": "error: Expecting value",
 }
 

@@ -199,7 +199,7 @@ def test_shared_blocks_are_shared():
     ]
     not_llm = [*image_samples, "whisper.py", "text_embeddings.py"]
     llm_samples = [s.name for s in SAMPLES if s.name not in not_llm]
-    assert sorted(users["read_llm_folder"]) == sorted(llm_samples)
+    assert sorted(users["read_llm"]) == sorted(llm_samples)
     assert sorted(users["keep_last_logits"]) == [
         "chat.py",
         "greedy.py",
