@@ -132,15 +132,10 @@ def read_prompts(parser, prompts_file) -> list[str]:
     return prompts
 
 
-def generate_in_batches(
-    request: ov.InferRequest,
-    prompts: list[list[int]],
-    max_new_tokens: int,
-    stop_token_ids: set[int],
-    block_table: np.ndarray,
-) -> tuple[list[list[int]], int]:
-    """Greedy answers to every prompt, and the inferences that made them;
-    block_table[place] lists each place's cache blocks."""
+def generate_in_batches(request, prompts, max_new_tokens, stop_token_ids, block_table):
+    """Greedy answers (lists of token ids) to every prompt (a list of token ids), and
+    the number of inferences that made them; block_table[place] lists each place's
+    cache blocks."""
     answers = [[] for _ in prompts]
     places, blocks_per_place = block_table.shape
     inferences = 0
@@ -243,11 +238,9 @@ def main() -> None:
     )
     seconds = time.perf_counter() - start
     tokens = sum(len(answer) for answer in answers)
-    print(
-        f"{len(prompts)} prompts, {tokens} new tokens in {seconds:.1f} s, "
-        f"{inferences} inferences: {tokens / seconds:.1f} tokens/s",
-        file=sys.stderr,
-    )
+    stats = f"{len(prompts)} prompts, {tokens} new tokens in {seconds:.1f} s, "
+    stats += f"{inferences} inferences: {tokens / seconds:.1f} tokens/s"
+    print(stats, file=sys.stderr)
     for answer in answers:  # one line per prompt, in the prompts' order
         print(decode(detokenizer, answer).replace("\n", "\\n"))
 

@@ -183,14 +183,13 @@ def main() -> None:
     proposed = 0  # guesses made
     accepted = 0  # guesses the model agreed with
     while True:
-        answer = tokens[len(prompt_ids) :]
+        # Several tokens may come at once: the answer ends at the limit or a stop token.
+        answer = tokens[len(prompt_ids) :][: args.max_new_tokens]
         stops = [token in stop_token_ids for token in answer]
-        ended = any(stops)
-        if ended:
+        if any(stops):
             answer = answer[: stops.index(True)]
-        answer = answer[: args.max_new_tokens]  # several tokens may come at once
         printed = stream(detokenizer, answer, printed)
-        if ended or len(answer) == args.max_new_tokens:
+        if any(stops) or len(answer) == args.max_new_tokens:
             break
         # No guess found: a plain greedy step.
         guesses = guess(tokens)[: args.max_new_tokens - len(answer)]
@@ -199,12 +198,10 @@ def main() -> None:
         proposed += len(guesses)
     print(decode(detokenizer, answer)[len(printed) :], flush=True)
     seconds = time.perf_counter() - start
-    print(
-        f"{len(prompt_ids)} prompt tokens, {len(answer)} new tokens "
-        f"in {seconds:.2f} s, {inferences} inferences, "
-        f"{accepted} of {proposed} guesses accepted",
-        file=sys.stderr,
-    )
+    stats = f"{len(prompt_ids)} prompt tokens, {len(answer)} new tokens "
+    stats += f"in {seconds:.2f} s, {inferences} inferences, "
+    stats += f"{accepted} of {proposed} guesses accepted"
+    print(stats, file=sys.stderr)
 
 
 if __name__ == "__main__":

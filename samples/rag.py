@@ -21,12 +21,16 @@ MODEL_DIR holds openvino_model.xml, openvino_tokenizer.xml (with a chat_template
 rt_info) and openvino_detokenizer.xml, as `optimum-cli export openvino --task
 text-generation-with-past` writes them. The embedder's folder holds openvino_model.xml
 and openvino_tokenizer.xml, as `optimum-cli export openvino --task feature-extraction`
-writes them, and the sentence-transformers files beside them: 1_Pooling/config.json
-says how to pool (the mean of the text's tokens, or the first token, [CLS]) and
-modules.json whether to normalize; without them the sample takes the mean and
-normalizes. A passage or question longer than the embedder's tokenizer IR takes is
-cut there for its embedding (scripts/prepare_embeddings.py converts it with the
-model's max_seq_length, where sentence-transformers cuts); the LLM reads it whole.
+writes them. Its vectors are the mean of each text's token states (all-MiniLM-L6-v2 and
+most sentence-transformers models pool so): a folder whose 1_Pooling/config.json says
+otherwise (the first token, [CLS]) is refused. A passage or question longer than the
+embedder's tokenizer IR takes is cut there for its embedding
+(scripts/prepare_embeddings.py converts it with the model's max_seq_length, where
+sentence-transformers cuts); the LLM reads it whole.
+The chat template gets the message only, not the tokenizer's special tokens: a
+template that writes a BOS leaves it to the tokenizer IR, which adds it to any text,
+and one that needs another (Zephyr's appends eos_token to each turn) is refused in one
+line.
 Example: python samples/rag.py --documents docs/llm.md "How does beam search end?"
 """
 
@@ -36,7 +40,6 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import NamedTuple
 
 import jinja2.ext
 import jinja2.sandbox
@@ -132,63 +135,41 @@ def stream(detokenizer: ov.CompiledModel, tokens: list[int], printed: str) -> st
     return text
 
 
-class Embedder(NamedTuple):
-    """A compiled text encoder, its tokenizer, and how its token states become one
-    vector per text."""
-
-    tokenizer: ov.CompiledModel
-    encoder: ov.CompiledModel
-    takes_cls: bool  # the first token's state, else the mean of the text's tokens
-    normalizes: bool
-
-
-def read_embedder(core: ov.Core, parser, model_dir: Path, device: str, config):
-    """The folder's encoder and tokenizer, compiled, and its pooling settings."""
+def read_encoder(core: ov.Core, model_dir: Path, device: str, config: dict):
+    """The embedder folder's tokenizer and text encoder, compiled. What is wrong with
+    the folder is raised, for main's guard to print in one line."""
     for name in EMBEDDER_FILES:
         if not (model_dir / name).is_file():
-            parser.error(f"no {model_dir / name}: {EMBEDDER_HINT}")
+            raise FileNotFoundError(f"no {model_dir / name}: {EMBEDDER_HINT}")
     encoder = core.read_model(model_dir / "openvino_model.xml")
     if "last_hidden_state" not in encoder.output(0).names:
-        parser.error(f"{model_dir} holds no text encoder: {EMBEDDER_HINT}")
+        raise ValueError(f"{model_dir} holds no text encoder: {EMBEDDER_HINT}")
+    # sentence-transformers' pooling: without the file, the mean.
     pooling_path = model_dir / "1_Pooling" / "config.json"
     pooling = json.loads(pooling_path.read_text()) if pooling_path.is_file() else {}
-    modes = [name for name, used in pooling.items() if "mode" in name and used]
-    if modes not in ([], ["pooling_mode_mean_tokens"], ["pooling_mode_cls_token"]):
-        parser.error(f"{pooling_path}: {modes}; this sample pools by mean or CLS")
-    modules_path = model_dir / "modules.json"
-    modules = json.loads(modules_path.read_text()) if modules_path.is_file() else []
-    module_types = [module["type"] for module in modules]
-    return Embedder(
-        tokenizer=core.compile_model(model_dir / "openvino_tokenizer.xml", "CPU"),
-        encoder=core.compile_model(encoder, device, config),
-        takes_cls=modes == ["pooling_mode_cls_token"],
-        normalizes=not modules or any("Normalize" in t for t in module_types),
-    )
+    if not pooling.get("pooling_mode_mean_tokens", True):
+        raise ValueError(f"{pooling_path}: this sample pools by the mean only")
+    tokenizer = core.compile_model(model_dir / "openvino_tokenizer.xml", "CPU")
+    return tokenizer, core.compile_model(encoder, device, config)
 
 
-def embed(embedder: Embedder, texts: list[str]) -> tuple[np.ndarray, int]:
-    """The texts' (texts, dimensions) embeddings, and how many tokens they took."""
-    tokens = embedder.tokenizer(texts)
-    # The ids, the mask, and token_type_ids where the encoder has that input.
-    inputs = {port.any_name: tokens[port.any_name] for port in embedder.encoder.inputs}
-    states = embedder.encoder(inputs)["last_hidden_state"]  # (texts, tokens, width)
-    mask = tokens["attention_mask"].astype(np.float32)  # (texts, tokens): 0 on padding
-    if embedder.takes_cls:
-        vectors = states[:, 0]
-    else:
-        # The mean of each text's token states, padding left out: the mask-weighted
-        # sum of the states (one matrix product a text) over the text's token count.
+def mean_embeddings(tokenizer, encoder, texts: list[str]) -> np.ndarray:
+    """The texts' (texts, dimensions) embeddings, each of length 1: the mean of the
+    text's token states, padding left out. BATCH_SIZE texts go in at a time; the
+    tokenizer pads a batch to its longest text."""
+    batch_vectors = []
+    for begin in range(0, len(texts), BATCH_SIZE):
+        tokens = tokenizer(texts[begin : begin + BATCH_SIZE])
+        # The ids, the mask, and token_type_ids where the encoder has that input.
+        inputs = {port.any_name: tokens[port.any_name] for port in encoder.inputs}
+        states = encoder(inputs)["last_hidden_state"]  # (texts, tokens, width)
+        mask = tokens["attention_mask"].astype(np.float32)  # (texts, tokens)
+        # The mask-weighted sum of the states (one matrix product a text), over the
+        # text's token count: 0 on padding.
         sums = (mask[:, None, :] @ states)[:, 0]
-        vectors = sums / np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
-    if embedder.normalizes:
-        lengths = np.linalg.norm(vectors, axis=1, keepdims=True)
-        vectors = vectors / np.maximum(lengths, 1e-12)
-    return vectors.astype(np.float32), int(mask.sum())
-
-
-def raise_exception(message: str):
-    """What a template calls to refuse a conversation, as in transformers."""
-    raise jinja2.TemplateError(message)
+        batch_vectors.append(sums / mask.sum(axis=1, keepdims=True))
+    vectors = np.concatenate(batch_vectors)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
 def strftime_now(date_format: str) -> str:
@@ -196,31 +177,15 @@ def strftime_now(date_format: str) -> str:
     return datetime.now().strftime(date_format)
 
 
-def read_special_tokens(model_dir: Path) -> dict[str, str]:
-    """The special tokens' strings (bos_token, eos_token, ...) that templates write
-    themselves (Mistral: `+ eos_token`), as transformers passes them: from
-    tokenizer_config.json (GGUF: none)."""
-    config_path = model_dir / "tokenizer_config.json"
-    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
-    special_tokens = {}
-    for name, value in config.items():
-        if name.endswith("_token") and isinstance(value, str):
-            special_tokens[name] = value
-    return special_tokens
-
-
-def render(chat_template: str, messages: list[dict], special_tokens: dict) -> str:
-    """The conversation as the model was trained to read it, ready for its answer."""
-    # The settings and variables transformers renders chat templates with.
+def render_message(chat_template: str, message: dict) -> str:
+    """One user message as the model was trained to read it, ready for its answer."""
+    # The settings and the date function transformers renders chat templates with.
     environment = jinja2.sandbox.ImmutableSandboxedEnvironment(
         trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols]
     )
-    environment.globals["raise_exception"] = raise_exception
     environment.globals["strftime_now"] = strftime_now
     template = environment.from_string(chat_template)
-    return template.render(
-        messages=messages, add_generation_prompt=True, **special_tokens
-    )
+    return template.render(messages=[message], add_generation_prompt=True)
 
 
 def main() -> None:
@@ -250,43 +215,33 @@ def main() -> None:
     # Created after `import openvino_tokenizers`, so that it reads the tokenizers.
     core = ov.Core()
     config = F32_CONFIG if args.f32 else {}
-    embedder = read_embedder(core, parser, args.embedder, args.device, config)
+    embedder_tokenizer, encoder = read_encoder(core, args.embedder, args.device, config)
     model, tokenizer, detokenizer, stop_token_ids = read_llm(core, args.model_dir)
     rt_info = core.read_model(args.model_dir / "openvino_tokenizer.xml").get_rt_info()
     if "chat_template" not in rt_info:
         parser.error(f"{args.model_dir} has no chat_template: it is not a chat model")
     chat_template = rt_info["chat_template"].astype(str)
-    special_tokens = read_special_tokens(args.model_dir)
     keep_last_logits(model, 1)
     request = core.compile_model(model, args.device, config).create_infer_request()
 
-    # Retrieval: the passages nearest the question. The question's embedding comes
-    # last, in the last batch; the tokenizer pads a batch to its longest text.
-    texts = passages + [args.question]
-    batches = [texts[i : i + BATCH_SIZE] for i in range(0, len(texts), BATCH_SIZE)]
-    vectors = np.concatenate([embed(embedder, batch)[0] for batch in batches])
-    # Cosine similarity: the dot product of vectors of length 1 (the embedder may have
-    # made them so already).
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    # Retrieval: the passages nearest the question, whose embedding comes last.
+    vectors = mean_embeddings(embedder_tokenizer, encoder, passages + [args.question])
+    # Cosine similarity: the dot product of vectors of length 1.
     scores = vectors[:-1] @ vectors[-1]
     best = np.argsort(-scores, kind="stable")[: args.passages]
-    for index in best:
-        preview = " ".join(passages[index].split())[:80]
-        print(f"{scores[index]:.3f} {preview}", file=sys.stderr)
 
     # Generation: the passages and the question in one user message.
     context = "\n\n".join(passages[index] for index in best)
     message = {"role": "user", "content": f"{context}\n\nQuestion: {args.question}"}
     try:
-        prompt = render(chat_template, [message], special_tokens)
+        prompt = render_message(chat_template, message)
     except jinja2.TemplateError as error:
         parser.error(f"the model's chat template fails: {error}")
+    for index in best:  # the passages the answer comes from
+        preview = " ".join(passages[index].split())[:80]
+        print(f"{scores[index]:.3f} {preview}", file=sys.stderr)
+    # The tokenizer IR adds its special tokens (a BOS) where the template left them out.
     prompt_ids = tokenizer([prompt])["input_ids"][0].tolist()
-    # The tokenizer IR adds its special tokens (a BOS) to any text. The rendered
-    # prompt holds its own, so they come off, as transformers tokenizes it without.
-    added_ids = tokenizer([""])["input_ids"][0].tolist()
-    if prompt_ids[: len(added_ids)] == added_ids:
-        prompt_ids = prompt_ids[len(added_ids) :]
 
     start = time.perf_counter()
     tokens = []  # the answer's token ids

@@ -180,8 +180,7 @@ def main() -> None:
     size = main_compiled.output("logits").partial_shape[2].get_length()
     if vocabulary(draft_detokenizer, size) != vocabulary(detokenizer, size):
         parser.error(
-            f"the tokenizers of {args.draft_dir} and {args.main_dir} differ: "
-            "pick a draft model of the same family"
+            f"{args.draft_dir} tokenizes otherwise: pick a draft of the family"
         )
     prompt_ids = tokenizer([args.prompt])["input_ids"][0].tolist()
 
@@ -197,14 +196,13 @@ def main() -> None:
     proposed = 0  # draft tokens made
     accepted = 0  # draft tokens the main model agreed with
     while True:
-        answer = tokens[len(prompt_ids) :]
+        # Several tokens may come at once: the answer ends at the limit or a stop token.
+        answer = tokens[len(prompt_ids) :][: args.max_new_tokens]
         stops = [token in stop_token_ids for token in answer]
-        ended = any(stops)
-        if ended:
+        if any(stops):
             answer = answer[: stops.index(True)]
-        answer = answer[: args.max_new_tokens]  # several tokens may come at once
         printed = stream(detokenizer, answer, printed)
-        if ended or len(answer) == args.max_new_tokens:
+        if any(stops) or len(answer) == args.max_new_tokens:
             break
         # The draft's greedy guesses, each fed back to it.
         guesses = []
@@ -225,12 +223,10 @@ def main() -> None:
             draft_size = max(draft_size - 1, 1)
     print(decode(detokenizer, answer)[len(printed) :], flush=True)
     seconds = time.perf_counter() - start
-    print(
-        f"{len(prompt_ids)} prompt tokens, {len(answer)} new tokens "
-        f"in {seconds:.2f} s, {main_inferences} main-model inferences, "
-        f"{accepted} of {proposed} draft tokens accepted",
-        file=sys.stderr,
-    )
+    stats = f"{len(prompt_ids)} prompt tokens, {len(answer)} new tokens "
+    stats += f"in {seconds:.2f} s, {main_inferences} main-model inferences, "
+    stats += f"{accepted} of {proposed} draft tokens accepted"
+    print(stats, file=sys.stderr)
 
 
 if __name__ == "__main__":

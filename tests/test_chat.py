@@ -121,7 +121,7 @@ def small_context_copy(tmp_path, context_length: int) -> Path:
 
 def test_chat_that_outgrows_the_context_ends_in_one_line(tmp_path):
     """The first turn's history is 34 tokens: in a context of 36 its answer stops after
-    2 tokens (said on stderr); the second turn no longer fits: one line, exit 2."""
+    2 tokens; the second turn no longer fits: one line, exit 2."""
     conversation = CASES[0]
     first = conversation["answers"][0]
     model = small_context_copy(tmp_path, context_length=36)
@@ -129,7 +129,6 @@ def test_chat_that_outgrows_the_context_ends_in_one_line(tmp_path):
     run = run_sample("chat.py", model, "--max-new-tokens", 4, "--f32", stdin=stdin)
     assert run.returncode == 2
     assert run.stderr.splitlines() == [
-        "the context leaves room for 2 new tokens",
         f"{first['fed']} tokens fed, 2 new tokens",
         "chat.py: error: the prompt fills the model's context of 36",
     ]

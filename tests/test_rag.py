@@ -12,6 +12,8 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
+import openvino as ov
 import pytest
 
 from conftest import (
@@ -22,6 +24,7 @@ from conftest import (
     check_bad_input,
     check_ctrl_c,
     copy_without,
+    detokenize,
     ir_copy_with_eos,
     last_stats,
     read_cases,
@@ -139,6 +142,8 @@ BAD_INPUTS = {
     "an LLM as embedder": "holds no text encoder",
     "an embedder as LLM": "openvino_detokenizer.xml",
     "no chat template": "has no chat_template: it is not a chat model",
+    "a CLS embedder": "this sample pools by the mean only",
+    "a template that needs eos_token": "'eos_token' is undefined",
     "--passages 0": "--passages must be at least 1",
     "--max-new-tokens 0": "--max-new-tokens must be at least 1",
     "unknown device": UNKNOWN_DEVICE,
@@ -165,6 +170,12 @@ def test_bad_input_gives_one_line_and_exit_code_2(name, tmp_path):
         model = EMBEDDER
     elif name == "no chat template":
         model = FAMILIES / "gpt2" / "ir"  # GPT-2 has none
+    elif name == "a CLS embedder":
+        args[4] = shutil.copytree(EMBEDDER, tmp_path / "cls")
+        pooling = {"pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}
+        (args[4] / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
+    elif name == "a template that needs eos_token":
+        model = FAMILIES / "zephyr" / "ir"  # `+ eos_token` after every turn
     elif name.startswith("--"):
         args += name.split()
     elif name == "unknown device":
@@ -252,3 +263,49 @@ def test_real_default_command_answers_from_docs(default_model):
     for _, passage in retrieved(run.stderr):
         assert passage in text
     assert run.stdout.strip()
+
+
+# The tiny families whose chat template renders one user message without the
+# tokenizer's special token strings (Zephyr's needs eos_token: refused above).
+TEMPLATE_FAMILIES = ["gemma2", "llama3", "mistral", "phi3", "qwen2"]
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize("family", TEMPLATE_FAMILIES)
+def test_family_prompt_is_transformers_chat_template(family):
+    """rag.py's answer on a tiny family equals openvino_genai's greedy answer to the
+    token ids of transformers' apply_chat_template() of the same message (the BOS the
+    template writes, Llama 3's dated header): rag.py renders the template without the
+    special tokens' strings and lets the tokenizer IR add the BOS."""
+    import openvino_genai
+    from transformers import AutoTokenizer
+
+    ir = FAMILIES / family / "ir"
+    case = CASES[0]
+    context = "\n\n".join(PASSAGES[index] for index in case["best"])
+    content = f"{context}\n\nQuestion: {case['question']}"
+    messages = [{"role": "user", "content": content}]
+    ids = AutoTokenizer.from_pretrained(ir).apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=True, return_dict=True
+    )["input_ids"]
+    pipe = openvino_genai.LLMPipeline(
+        str(ir),
+        "CPU",
+        ATTENTION_BACKEND="SDPA",
+        INFERENCE_PRECISION_HINT="f32",
+        KV_CACHE_PRECISION="f32",
+        DYNAMIC_QUANTIZATION_GROUP_SIZE="0",
+    )
+    config = openvino_genai.GenerationConfig(max_new_tokens=12, do_sample=False)
+    tokens = openvino_genai.TokenizedInputs(
+        ov.Tensor(np.array([ids], dtype=np.int64)),
+        ov.Tensor(np.ones((1, len(ids)), dtype=np.int64)),
+    )
+    answer = pipe.generate(tokens, config).tokens[0]
+    run = ask(case["question"], "--f32", "--max-new-tokens", 12, model=ir)
+    assert run.returncode == 0, run.stderr
+    assert [text for _, text in retrieved(run.stderr)] == [
+        preview(PASSAGES[index]) for index in case["best"]
+    ]
+    assert last_stats(run.stderr)["prompt_tokens"] == len(ids)
+    assert run.stdout == detokenize(ir, list(answer)) + "\n"
