@@ -61,8 +61,8 @@ BUGS = [
     Bug(
         "a chat turn that fills the context is not refused",
         "chat.py",
-        "        if room < 1:",
-        "        if room < -(10**9):",
+        "        if max_new_tokens < 1:",
+        "        if max_new_tokens < -(10**9):",
         ["tests/test_chat.py"],
     ),
     Bug(
@@ -427,9 +427,37 @@ BUGS = [
     Bug(
         "rag: dot product without normalizing",
         "rag.py",
-        "    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)\n",
+        "    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)",
+        "    return vectors",
+        ["tests/test_rag.py"],
+    ),
+    Bug(
+        "rag: a CLS embedder pooled by the mean",
+        "rag.py",
+        'if not pooling.get("pooling_mode_mean_tokens", True):',
+        "if False:",
+        ["tests/test_rag.py"],
+    ),
+    Bug(
+        "rag: padding counted in the mean",
+        "rag.py",
+        "sums = (mask[:, None, :] @ states)[:, 0]",
+        "sums = states.sum(axis=1)",
+        ["tests/test_rag.py"],
+    ),
+    Bug(
+        "rag: the template without strftime_now",
+        "rag.py",
+        '    environment.globals["strftime_now"] = strftime_now\n',
         "",
         ["tests/test_rag.py"],
+    ),
+    Bug(
+        "speculative: the answer runs past a stop token",
+        "speculative_decoding.py",
+        "            answer = answer[: stops.index(True)]",
+        "            answer = answer[: stops.index(True) + 1]",
+        ["tests/test_assisted.py", "tests/test_families.py"],
     ),
     Bug(
         "rag: the question left out of the prompt",
