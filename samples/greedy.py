@@ -115,7 +115,7 @@ def main() -> None:
     # for the default model, so the arguments are read again with that folder first
     # (a mistyped folder, models/x, still hears how to make one).
     if " " in str(args.model_dir) and not args.model_dir.is_dir():
-        args = parser.parse_args([str(DEFAULT_MODEL_DIR), *sys.argv[1:]])
+        args = parser.parse_intermixed_args([str(DEFAULT_MODEL_DIR), *sys.argv[1:]])
     if not args.prompt.strip():
         parser.error("the prompt is empty")
     if args.max_new_tokens < 1:

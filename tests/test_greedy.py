@@ -131,12 +131,14 @@ def checkout_with_tiny_default(tmp_path) -> Path:
     return tmp_path / "samples"
 
 
-def test_lone_prompt_runs_on_the_default_model(tmp_path):
+@pytest.mark.parametrize("prompt_first", [True, False])
+def test_lone_prompt_runs_on_the_default_model(tmp_path, prompt_first):
     """`greedy.py "Tell me a joke"`: text with a space that names no folder is the
-    prompt, for the default model folder."""
+    prompt, for the default model folder, before or after the options."""
     case = CASES[0]  # "Hello, world! How are you today?"
     folder = checkout_with_tiny_default(tmp_path)
-    args = [case["prompt"], "--max-new-tokens", case["max_new_tokens"], "--f32"]
+    options = ["--max-new-tokens", case["max_new_tokens"], "--f32"]
+    args = [case["prompt"], *options] if prompt_first else [*options, case["prompt"]]
     check_against_reference(run_sample("greedy.py", *args, folder=folder), case)
 
 
