@@ -240,7 +240,8 @@ def main() -> None:
     for index in best:  # the passages the answer comes from
         preview = " ".join(passages[index].split())[:80]
         print(f"{scores[index]:.3f} {preview}", file=sys.stderr)
-    # The tokenizer IR adds its special tokens (a BOS) where the template left them out.
+    # The template got no special tokens' strings, so it wrote no BOS (Llama 3, Mistral,
+    # Gemma 2): the tokenizer IR adds it, as it does to any text.
     prompt_ids = tokenizer([prompt])["input_ids"][0].tolist()
 
     start = time.perf_counter()
