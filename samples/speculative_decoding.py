@@ -180,7 +180,7 @@ def main() -> None:
     size = main_compiled.output("logits").partial_shape[2].get_length()
     if vocabulary(draft_detokenizer, size) != vocabulary(detokenizer, size):
         parser.error(
-            f"{args.draft_dir} and {args.main_dir} tokenize differently: pick one family"
+            f"{args.draft_dir} and {args.main_dir} tokenize otherwise: pick one family"
         )
     prompt_ids = tokenizer([args.prompt])["input_ids"][0].tolist()
 

@@ -128,7 +128,7 @@ def test_max_new_tokens_cuts_inside_accepted_guesses():
 BAD_INPUTS = {
     "other vocabulary": (
         lambda tmp_path: [FAMILIES / "qwen2" / "ir", IR, "hello"],
-        "tokenize differently: pick one family",
+        "tokenize otherwise: pick one family",
     ),
     "missing draft": (
         lambda tmp_path: [tmp_path / "nowhere", IR, "hello"],
