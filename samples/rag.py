@@ -164,8 +164,8 @@ def mean_embeddings(tokenizer, encoder, texts: list[str]) -> np.ndarray:
         inputs = {port.any_name: tokens[port.any_name] for port in encoder.inputs}
         states = encoder(inputs)["last_hidden_state"]  # (texts, tokens, width)
         mask = tokens["attention_mask"].astype(np.float32)  # (texts, tokens)
-        # The mask-weighted sum of the states (one matrix product a text), over the
-        # text's token count: 0 on padding.
+        # The mask is 0 on padding: the mask-weighted sum of the states (one matrix
+        # product a text) over the text's token count is the mean of its own tokens.
         sums = (mask[:, None, :] @ states)[:, 0]
         batch_vectors.append(sums / mask.sum(axis=1, keepdims=True))
     vectors = np.concatenate(batch_vectors)
