@@ -162,7 +162,10 @@ def mean_embeddings(tokenizer, encoder, texts: list[str]) -> np.ndarray:
         tokens = tokenizer(texts[begin : begin + BATCH_SIZE])
         # The ids, the mask, and token_type_ids where the encoder has that input.
         inputs = {port.any_name: tokens[port.any_name] for port in encoder.inputs}
-        states = encoder(inputs)["last_hidden_state"]  # (texts, tokens, width)
+        # share_outputs: numpy reads the (texts, tokens, width) states where the
+        # encoder wrote them instead of copying them; they are pooled before the
+        # encoder runs again, on the next batch.
+        states = encoder(inputs, share_outputs=True)["last_hidden_state"]
         mask = tokens["attention_mask"].astype(np.float32)  # (texts, tokens)
         # The mask is 0 on padding: the mask-weighted sum of the states (one matrix
         # product a text) over the text's token count is the mean of its own tokens.
