@@ -15,8 +15,7 @@ from conftest import REPO
 
 SAMPLES = sorted((REPO / "samples").glob("*.py"))
 # Code lines after formatting: blank lines, comments and docstrings are free. Issue
-# #25 set these as hard ceilings; where the plain file could not reach the issue's
-# figure, the ceiling is the plain count, and the issue's figure is named beside it.
+# #25 set these as hard ceilings.
 BUDGETS = {
     "greedy.py": 100,
     "multinomial.py": 130,
