@@ -5,7 +5,7 @@ The model keeps its KV cache in its own state, and its beam_idx input says which
 row each batch row continues: the model reorders (and at first grows) its own cache,
 and no cache is copied in Python. The rules are transformers' beam search, extended to
 groups as diverse beam search defines them. Prints `score: text` per hypothesis, best
-first, newlines shown as \\n.
+first, one line each: newlines shown as \\n (and \\r, \\x0b... likewise).
 MODEL_DIR holds openvino_model.xml, openvino_tokenizer.xml and openvino_detokenizer.xml,
 as `optimum-cli export openvino --task text-generation-with-past` writes them.
 Example: python samples/beam_search.py models/SmolLM2-135M-Instruct "The Moon is" Paris
@@ -27,6 +27,12 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models/SmolLM2-135M-I
 DEFAULT_PROMPT = "The Moon is"
 EXPORT_HINT = "run scripts/prepare_default_model.py, or optimum-cli export openvino"
 LLM_FILES = ("openvino_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml")
+# A hypothesis is one line: each character that ends or rewinds a line on a terminal
+# (str.splitlines() cuts at every one) is printed as Python escapes it, "\n" as \n.
+LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+LINE_ESCAPES = {
+    ord(char): char.encode("unicode_escape").decode() for char in LINE_BREAKS
+}
 # --f32: compute and cache in f32, as the references do (the CPU's default may be bf16
 # with an f16 or u8 cache), and quantize no activations on the fly (int4 and int8
 # weights do by default): the numbers then equal the references'.
@@ -54,8 +60,9 @@ class Group:
 
 def read_llm(core: ov.Core, model_dir: Path):
     """The folder's LLM (read, not compiled: it can still be edited), tokenizer and
-    detokenizer, and the ids of the tokens that end an answer. What is wrong with the
-    folder is raised, for main's guard to print in one line."""
+    detokenizer, the ids of the tokens that end an answer, and the tokenizer IR's
+    rt_info. What is wrong with the folder is raised, for main's guard to print in one
+    line."""
     for name in LLM_FILES:
         if not (model_dir / name).is_file():
             raise FileNotFoundError(f"no {model_dir / name}: {EXPORT_HINT}")
@@ -64,18 +71,20 @@ def read_llm(core: ov.Core, model_dir: Path):
     # its state, and beam_idx says which cache row each batch row continues.
     if "beam_idx" not in {port.any_name for port in model.inputs}:
         raise ValueError(f"{model_dir}: no stateful LLM (no beam_idx): {EXPORT_HINT}")
-    tokenizer = core.read_model(model_dir / "openvino_tokenizer.xml")
+    tokenizer_model = core.read_model(model_dir / "openvino_tokenizer.xml")
     # generation_config.json may list several end tokens (Llama 3: two, Phi-3: three),
     # as an id or a list; the tokenizer knows one. A GGUF-converted folder has no file.
     config_path = model_dir / "generation_config.json"
     config = json.loads(config_path.read_text()) if config_path.is_file() else {}
     stop_token_ids = set(np.atleast_1d(config.get("eos_token_id", [])).tolist())
-    if "eos_token_id" in tokenizer.get_rt_info():
-        stop_token_ids.add(tokenizer.get_rt_info()["eos_token_id"].astype(int))
+    if "eos_token_id" in tokenizer_model.get_rt_info():
+        stop_token_ids.add(tokenizer_model.get_rt_info()["eos_token_id"].astype(int))
     # The string operations run on the CPU only, whatever --device says.
-    tokenizer = core.compile_model(tokenizer, "CPU")
+    tokenizer = core.compile_model(tokenizer_model, "CPU")
     detokenizer = core.compile_model(model_dir / "openvino_detokenizer.xml", "CPU")
-    return model, tokenizer, detokenizer, stop_token_ids
+    # What the export wrote beside the tokenizer (special tokens' ids, chat template)
+    # stays with the model read: the compiled tokenizer keeps none of it.
+    return model, tokenizer, detokenizer, stop_token_ids, tokenizer_model.get_rt_info()
 
 
 def decode(detokenizer: ov.CompiledModel, tokens: list[int]) -> str:
@@ -197,7 +206,7 @@ def main() -> None:
 
     # Created after `import openvino_tokenizers`, so that it reads the tokenizers.
     core = ov.Core()
-    model, tokenizer, detokenizer, stop_token_ids = read_llm(core, args.model_dir)
+    model, tokenizer, detokenizer, stop_token_ids, _ = read_llm(core, args.model_dir)
     config = F32_CONFIG if args.f32 else {}
     request = core.compile_model(model, args.device, config).create_infer_request()
 
@@ -242,7 +251,7 @@ def main() -> None:
         for hypothesis in hypotheses[: args.num_return_sequences]:  # None: all
             text = decode(detokenizer, hypothesis.tokens)
             line = f"{hypothesis.score:.6f}: {text}"
-            print(line.replace("\n", "\\n"), flush=True)
+            print(line.translate(LINE_ESCAPES), flush=True)
 
 
 if __name__ == "__main__":

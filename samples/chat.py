@@ -39,8 +39,9 @@ CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len")
 
 def read_llm(core: ov.Core, model_dir: Path):
     """The folder's LLM (read, not compiled: it can still be edited), tokenizer and
-    detokenizer, and the ids of the tokens that end an answer. What is wrong with the
-    folder is raised, for main's guard to print in one line."""
+    detokenizer, the ids of the tokens that end an answer, and the tokenizer IR's
+    rt_info. What is wrong with the folder is raised, for main's guard to print in one
+    line."""
     for name in LLM_FILES:
         if not (model_dir / name).is_file():
             raise FileNotFoundError(f"no {model_dir / name}: {EXPORT_HINT}")
@@ -49,18 +50,20 @@ def read_llm(core: ov.Core, model_dir: Path):
     # its state, and beam_idx says which cache row each batch row continues.
     if "beam_idx" not in {port.any_name for port in model.inputs}:
         raise ValueError(f"{model_dir}: no stateful LLM (no beam_idx): {EXPORT_HINT}")
-    tokenizer = core.read_model(model_dir / "openvino_tokenizer.xml")
+    tokenizer_model = core.read_model(model_dir / "openvino_tokenizer.xml")
     # generation_config.json may list several end tokens (Llama 3: two, Phi-3: three),
     # as an id or a list; the tokenizer knows one. A GGUF-converted folder has no file.
     config_path = model_dir / "generation_config.json"
     config = json.loads(config_path.read_text()) if config_path.is_file() else {}
     stop_token_ids = set(np.atleast_1d(config.get("eos_token_id", [])).tolist())
-    if "eos_token_id" in tokenizer.get_rt_info():
-        stop_token_ids.add(tokenizer.get_rt_info()["eos_token_id"].astype(int))
+    if "eos_token_id" in tokenizer_model.get_rt_info():
+        stop_token_ids.add(tokenizer_model.get_rt_info()["eos_token_id"].astype(int))
     # The string operations run on the CPU only, whatever --device says.
-    tokenizer = core.compile_model(tokenizer, "CPU")
+    tokenizer = core.compile_model(tokenizer_model, "CPU")
     detokenizer = core.compile_model(model_dir / "openvino_detokenizer.xml", "CPU")
-    return model, tokenizer, detokenizer, stop_token_ids
+    # What the export wrote beside the tokenizer (special tokens' ids, chat template)
+    # stays with the model read: the compiled tokenizer keeps none of it.
+    return model, tokenizer, detokenizer, stop_token_ids, tokenizer_model.get_rt_info()
 
 
 def keep_last_logits(model: ov.Model, positions: int) -> None:
@@ -175,10 +178,10 @@ def main() -> None:
 
     # Created after `import openvino_tokenizers`, so that it reads the tokenizers.
     core = ov.Core()
-    model, tokenizer, detokenizer, stop_token_ids = read_llm(core, args.model_dir)
-    rt_info = core.read_model(args.model_dir / "openvino_tokenizer.xml").get_rt_info()
+    llm = read_llm(core, args.model_dir)
+    model, tokenizer, detokenizer, stop_token_ids, rt_info = llm
     if "chat_template" not in rt_info:
-        parser.error(f"{args.model_dir} has no chat_template: it is not a chat model")
+        raise ValueError(f"{args.model_dir} has no chat_template: no chat model")
     chat_template = rt_info["chat_template"].astype(str)
     special_tokens = read_special_tokens(args.model_dir)
     # config.json's context length; a GGUF-converted folder has none, and no limit.
@@ -203,7 +206,7 @@ def main() -> None:
         try:
             history = render(chat_template, messages, special_tokens)
         except jinja2.TemplateError as error:  # broken, or refusing this conversation
-            parser.error(f"the model's chat template fails: {error}")
+            raise ValueError(f"the model's chat template fails: {error}") from error
         history_ids = tokenizer([history])["input_ids"][0].tolist()
         if history_ids[: len(added_ids)] == added_ids:
             history_ids = history_ids[len(added_ids) :]

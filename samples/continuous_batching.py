@@ -55,8 +55,9 @@ class SequenceInFlight:
 
 def read_llm(core: ov.Core, model_dir: Path):
     """The folder's LLM (read, not compiled: it can still be edited), tokenizer and
-    detokenizer, and the ids of the tokens that end an answer. What is wrong with the
-    folder is raised, for main's guard to print in one line."""
+    detokenizer, the ids of the tokens that end an answer, and the tokenizer IR's
+    rt_info. What is wrong with the folder is raised, for main's guard to print in one
+    line."""
     for name in LLM_FILES:
         if not (model_dir / name).is_file():
             raise FileNotFoundError(f"no {model_dir / name}: {EXPORT_HINT}")
@@ -65,18 +66,20 @@ def read_llm(core: ov.Core, model_dir: Path):
     # its state, and beam_idx says which cache row each batch row continues.
     if "beam_idx" not in {port.any_name for port in model.inputs}:
         raise ValueError(f"{model_dir}: no stateful LLM (no beam_idx): {EXPORT_HINT}")
-    tokenizer = core.read_model(model_dir / "openvino_tokenizer.xml")
+    tokenizer_model = core.read_model(model_dir / "openvino_tokenizer.xml")
     # generation_config.json may list several end tokens (Llama 3: two, Phi-3: three),
     # as an id or a list; the tokenizer knows one. A GGUF-converted folder has no file.
     config_path = model_dir / "generation_config.json"
     config = json.loads(config_path.read_text()) if config_path.is_file() else {}
     stop_token_ids = set(np.atleast_1d(config.get("eos_token_id", [])).tolist())
-    if "eos_token_id" in tokenizer.get_rt_info():
-        stop_token_ids.add(tokenizer.get_rt_info()["eos_token_id"].astype(int))
+    if "eos_token_id" in tokenizer_model.get_rt_info():
+        stop_token_ids.add(tokenizer_model.get_rt_info()["eos_token_id"].astype(int))
     # The string operations run on the CPU only, whatever --device says.
-    tokenizer = core.compile_model(tokenizer, "CPU")
+    tokenizer = core.compile_model(tokenizer_model, "CPU")
     detokenizer = core.compile_model(model_dir / "openvino_detokenizer.xml", "CPU")
-    return model, tokenizer, detokenizer, stop_token_ids
+    # What the export wrote beside the tokenizer (special tokens' ids, chat template)
+    # stays with the model read: the compiled tokenizer keeps none of it.
+    return model, tokenizer, detokenizer, stop_token_ids, tokenizer_model.get_rt_info()
 
 
 def add_last_positions_input(model: ov.Model) -> None:
@@ -122,13 +125,15 @@ def decode(detokenizer: ov.CompiledModel, tokens: list[int]) -> str:
     return str(detokenizer(np.array([tokens], dtype=np.int64))["string_output"][0])
 
 
-def read_prompts(parser, prompts_file) -> list[str]:
-    """The file's lines that are not blank, or DEFAULT_PROMPTS without a file."""
-    if prompts_file is None:
+def read_prompts(prompts_path: Path | None) -> list[str]:
+    """The file's lines that are not blank, or DEFAULT_PROMPTS without a file. A file
+    without a prompt is raised, for main's guard to print in one line."""
+    if prompts_path is None:
         return DEFAULT_PROMPTS
-    prompts = [line.rstrip("\n") for line in prompts_file if line.strip()]
+    lines = prompts_path.read_text(encoding="utf-8").split("\n")
+    prompts = [line for line in lines if line.strip()]
     if not prompts:
-        parser.error("--prompts holds no prompt")
+        raise ValueError(f"{prompts_path} holds no prompt")
     return prompts
 
 
@@ -194,27 +199,26 @@ def main() -> None:
     # usage=SUPPRESS: a bad argument gives one line on stderr, not the usage text too.
     parser = argparse.ArgumentParser(description=__doc__, usage=argparse.SUPPRESS)
     parser.add_argument("model_dir", nargs="?", type=Path, default=DEFAULT_MODEL_DIR)
-    prompts_file = argparse.FileType(encoding="utf-8")
-    parser.add_argument("--prompts", type=prompts_file, help="a prompt per line")
+    parser.add_argument("--prompts", type=Path, help="a file, a prompt per line")
     parser.add_argument("--max-new-tokens", type=int, default=100, help=">= 1")
     parser.add_argument("--max-sequences", type=int, default=32, help="a batch, >= 1")
     parser.add_argument("--device", default="CPU", help="CPU or GPU (tested on CPU)")
     parser.add_argument("--f32", action="store_true", help="exact, as the references")
     args = parser.parse_args()
-    prompts = read_prompts(parser, args.prompts)
     if args.max_new_tokens < 1:
         parser.error("--max-new-tokens must be at least 1")
     if args.max_sequences < 1:
         parser.error("--max-sequences must be at least 1")
+    prompts = read_prompts(args.prompts)
 
     # Created after `import openvino_tokenizers`, so that it reads the tokenizers.
     core = ov.Core()
-    model, tokenizer, detokenizer, stop_token_ids = read_llm(core, args.model_dir)
+    model, tokenizer, detokenizer, stop_token_ids, _ = read_llm(core, args.model_dir)
     config_path = args.model_dir / "config.json"
     config = json.loads(config_path.read_text()) if config_path.is_file() else {}
     # OpenVINO's paged rewrite of MPT's attention gives wrong text (genai's too).
     if config.get("model_type") == "mpt":
-        parser.error(f"{args.model_dir}: OpenVINO's paged attention gets MPT wrong")
+        raise ValueError(f"{args.model_dir}: OpenVINO's paged attention gets MPT wrong")
     # Now input_ids is (tokens,) and logits (tokens, 1, vocab), for all sequences.
     paged_attention_transformation(model)
     add_last_positions_input(model)

@@ -44,12 +44,12 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
 
 
-def read_image_models(core: ov.Core, parser, model_dir: Path) -> list[ov.Model]:
+def read_image_models(core: ov.Core, model_dir: Path) -> list[ov.Model]:
     """The folder's tokenizer, text encoder, UNet and VAE decoder, read but not
-    compiled; a missing file exits."""
+    compiled. A missing file is raised, for main's guard to print in one line."""
     for name in IMAGE_FILES:
         if not (model_dir / name).is_file():
-            parser.error(f"no {model_dir / name}: {EXPORT_HINT}")
+            raise FileNotFoundError(f"no {model_dir / name}: {EXPORT_HINT}")
     return [core.read_model(model_dir / name) for name in IMAGE_FILES[:4]]
 
 
@@ -132,17 +132,18 @@ def unfilter(rows: np.ndarray, bpp: int) -> np.ndarray:
     return np.array(pixels, dtype=np.uint8)
 
 
-def read_png(parser, path: Path) -> np.ndarray:
+def read_png(path: Path) -> np.ndarray:
     """An 8-bit non-interlaced PNG -> (height, width, 3) uint8, as PIL's convert("RGB")
-    makes it: gray repeated, palette looked up, alpha dropped. Else one line, exit 2.
+    makes it: gray repeated, palette looked up, alpha dropped. Any other file is
+    raised, for main's guard to print in one line.
 
     A PNG is a signature and chunks (length, type, data, CRC): IHDR says the size and
     the pixel format, PLTE holds a palette, the IDATs hold the zlib-compressed rows."""
     if not path.is_file():
-        parser.error(f"no image {path}")
+        raise FileNotFoundError(f"no image {path}")
     data = path.read_bytes()
     if not data.startswith(PNG_SIGNATURE):
-        parser.error(f"{path} is not a PNG: convert it to one (8-bit RGB)")
+        raise ValueError(f"{path} is not a PNG: convert it to one (8-bit RGB)")
     chunks = {}  # chunk type -> its data, the IDATs joined
     offset = len(PNG_SIGNATURE)
     while offset + 12 <= len(data):
@@ -150,25 +151,25 @@ def read_png(parser, path: Path) -> np.ndarray:
         chunks[kind] = chunks.get(kind, b"") + data[offset + 8 : offset + 8 + length]
         offset += 12 + length
     if offset != len(data) or b"IEND" not in chunks:
-        parser.error(f"{path} is cut short: save it again as a PNG")
+        raise ValueError(f"{path} is cut short: save it again as a PNG")
     if len(chunks.get(b"IHDR", b"")) != 13:
-        parser.error(f"{path} is damaged: save it again as a PNG")
+        raise ValueError(f"{path} is damaged: save it again as a PNG")
     header = struct.unpack(">IIBBBBB", chunks[b"IHDR"])
     width, height, depth, colour, _, _, interlaced = header
     if depth != 8 or colour not in PNG_CHANNELS or interlaced:
-        parser.error(f"{path} is not an 8-bit non-interlaced PNG: convert it to one")
+        raise ValueError(f"{path} is not an 8-bit non-interlaced PNG: convert it")
     bpp = PNG_CHANNELS[colour]
     try:
         rows = np.frombuffer(zlib.decompress(chunks.get(b"IDAT", b"")), dtype=np.uint8)
     except zlib.error:
-        parser.error(f"{path} is damaged: save it again as a PNG")
+        raise ValueError(f"{path} is damaged: save it again as a PNG")
     if rows.size != height * (1 + width * bpp) or (rows[:: 1 + width * bpp] > 4).any():
-        parser.error(f"{path} is damaged: save it again as a PNG")
+        raise ValueError(f"{path} is damaged: save it again as a PNG")
     pixels = unfilter(rows.reshape(height, -1), bpp).reshape(height, width, bpp)
     if colour == 3:
         palette = np.frombuffer(chunks.get(b"PLTE", b""), dtype=np.uint8)
         if pixels.max() >= len(palette) // 3:
-            parser.error(f"{path} is damaged: save it again as a PNG")
+            raise ValueError(f"{path} is damaged: save it again as a PNG")
         return palette.reshape(-1, 3)[pixels[..., 0]]
     if bpp <= 2:  # gray, with or without alpha
         return np.repeat(pixels[..., :1], 3, axis=2)
@@ -245,13 +246,13 @@ def main() -> None:
         parser.error("--negative-prompt needs --guidance-scale > 1")
     if not args.output.resolve().parent.is_dir():
         parser.error(f"no folder for --output {args.output}")
-    pixels = read_png(parser, args.image)  # (height, width, 3) uint8
+    pixels = read_png(args.image)  # (height, width, 3) uint8
     height, width, _ = pixels.shape
     if height % 8 or width % 8:
-        parser.error(f"{args.image} is {width}x{height}: sides must be multiples of 8")
-    mask_pixels = read_png(parser, args.mask)
+        raise ValueError(f"{args.image} is {width}x{height}: sides not multiples of 8")
+    mask_pixels = read_png(args.mask)
     if mask_pixels.shape != pixels.shape:
-        parser.error(f"{args.mask} must be {width}x{height}, the image's size")
+        raise ValueError(f"{args.mask} must be {width}x{height}, the image's size")
     # Gray as PIL's convert("L") makes it (ITU-R 601 luma), then white or black at 0.5.
     weights = np.array([19595, 38470, 7471])  # of R, G, B, in 1/65536
     gray = (mask_pixels.astype(np.int64) @ weights + 32768) >> 16
@@ -259,12 +260,12 @@ def main() -> None:
 
     # Created after `import openvino_tokenizers`, so that it reads the tokenizer.
     core = ov.Core()
-    networks = read_image_models(core, parser, args.model_dir)
+    networks = read_image_models(core, args.model_dir)
     tokenizer, text_encoder, unet, vae_decoder = networks
     vae_encoder_model = core.read_model(args.model_dir / IMAGE_FILES[5])
     unet_channels = unet.input("sample").partial_shape[1].get_length()
     if unet_channels not in (4, 9):
-        parser.error(f"the UNet takes {unet_channels} channels, not 4 or 9")
+        raise ValueError(f"the UNet takes {unet_channels} channels, not 4 or 9")
     # With guidance, the UNet sees a batch of two: the negative (or empty) prompt, then
     # the prompt. Static shapes compile faster kernels than dynamic ones.
     batch = 2 if args.guidance_scale > 1 else 1

@@ -44,8 +44,9 @@ SAFETENSORS_TYPES = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16}
 
 def read_llm(core: ov.Core, model_dir: Path):
     """The folder's LLM (read, not compiled: it can still be edited), tokenizer and
-    detokenizer, and the ids of the tokens that end an answer. What is wrong with the
-    folder is raised, for main's guard to print in one line."""
+    detokenizer, the ids of the tokens that end an answer, and the tokenizer IR's
+    rt_info. What is wrong with the folder is raised, for main's guard to print in one
+    line."""
     for name in LLM_FILES:
         if not (model_dir / name).is_file():
             raise FileNotFoundError(f"no {model_dir / name}: {EXPORT_HINT}")
@@ -54,18 +55,20 @@ def read_llm(core: ov.Core, model_dir: Path):
     # its state, and beam_idx says which cache row each batch row continues.
     if "beam_idx" not in {port.any_name for port in model.inputs}:
         raise ValueError(f"{model_dir}: no stateful LLM (no beam_idx): {EXPORT_HINT}")
-    tokenizer = core.read_model(model_dir / "openvino_tokenizer.xml")
+    tokenizer_model = core.read_model(model_dir / "openvino_tokenizer.xml")
     # generation_config.json may list several end tokens (Llama 3: two, Phi-3: three),
     # as an id or a list; the tokenizer knows one. A GGUF-converted folder has no file.
     config_path = model_dir / "generation_config.json"
     config = json.loads(config_path.read_text()) if config_path.is_file() else {}
     stop_token_ids = set(np.atleast_1d(config.get("eos_token_id", [])).tolist())
-    if "eos_token_id" in tokenizer.get_rt_info():
-        stop_token_ids.add(tokenizer.get_rt_info()["eos_token_id"].astype(int))
+    if "eos_token_id" in tokenizer_model.get_rt_info():
+        stop_token_ids.add(tokenizer_model.get_rt_info()["eos_token_id"].astype(int))
     # The string operations run on the CPU only, whatever --device says.
-    tokenizer = core.compile_model(tokenizer, "CPU")
+    tokenizer = core.compile_model(tokenizer_model, "CPU")
     detokenizer = core.compile_model(model_dir / "openvino_detokenizer.xml", "CPU")
-    return model, tokenizer, detokenizer, stop_token_ids
+    # What the export wrote beside the tokenizer (special tokens' ids, chat template)
+    # stays with the model read: the compiled tokenizer keeps none of it.
+    return model, tokenizer, detokenizer, stop_token_ids, tokenizer_model.get_rt_info()
 
 
 def llm_inputs(request: ov.InferRequest, token_ids: list[int], cached: int) -> dict:
@@ -119,18 +122,19 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
     return tensors
 
 
-def add_lora(model: ov.Model, parser, adapter_dir: Path, alpha: float) -> None:
-    """Add the adapter's branch beside each MatMul it adapts."""
+def add_lora(model: ov.Model, adapter_dir: Path, alpha: float) -> None:
+    """Add the adapter's branch beside each MatMul it adapts. An adapter this cannot
+    apply is raised, for main's guard to print in one line."""
     config = json.loads((adapter_dir / "adapter_config.json").read_text())
     if config.get("rank_pattern") or config.get("alpha_pattern"):
-        parser.error(f"{adapter_dir}: r or lora_alpha differ by layer; not here")
+        raise ValueError(f"{adapter_dir}: r or lora_alpha differ by layer; not here")
     tensors = read_safetensors(adapter_dir / "adapter_model.safetensors")
     # peft names a layer's matrices base_model.model.LAYER.lora_A.weight and
     # .lora_B.weight; DoRA's magnitudes, embedding and bias matrices, saved modules
     # have other names.
     for name in tensors:
         if not name.endswith((".lora_A.weight", ".lora_B.weight")):
-            parser.error(f"{adapter_dir} holds {name}: only LoRA of linear layers")
+            raise ValueError(f"{adapter_dir} holds {name}: only LoRA of linear layers")
     layers = {
         name.split(".lora_")[0].removeprefix("base_model.model.") for name in tensors
     }
@@ -152,7 +156,7 @@ def add_lora(model: ov.Model, parser, adapter_dir: Path, alpha: float) -> None:
         op.output(0).replace(adapted.output(0))
         adapted.input(0).replace_source_output(op.output(0))
     if layers:
-        parser.error(f"the IR has no MatMul of {min(layers)}: {NAMES_HINT}")
+        raise ValueError(f"the IR has no MatMul of {min(layers)}: {NAMES_HINT}")
 
 
 def main() -> None:
@@ -173,8 +177,8 @@ def main() -> None:
 
     # Created after `import openvino_tokenizers`, so that it reads the tokenizers.
     core = ov.Core()
-    model, tokenizer, detokenizer, stop_token_ids = read_llm(core, args.model_dir)
-    add_lora(model, parser, args.adapter_dir, args.alpha)
+    model, tokenizer, detokenizer, stop_token_ids, _ = read_llm(core, args.model_dir)
+    add_lora(model, args.adapter_dir, args.alpha)
     config = F32_CONFIG if args.f32 else {}
     request = core.compile_model(model, args.device, config).create_infer_request()
     prompt_ids = tokenizer([args.prompt])["input_ids"][0].tolist()

@@ -36,6 +36,7 @@ Example: python samples/rag.py --documents docs/llm.md "How does beam search end
 
 import argparse
 import json
+import re
 import sys
 import time
 from datetime import datetime
@@ -64,8 +65,9 @@ BATCH_SIZE = 32  # texts embedded at once
 
 def read_llm(core: ov.Core, model_dir: Path):
     """The folder's LLM (read, not compiled: it can still be edited), tokenizer and
-    detokenizer, and the ids of the tokens that end an answer. What is wrong with the
-    folder is raised, for main's guard to print in one line."""
+    detokenizer, the ids of the tokens that end an answer, and the tokenizer IR's
+    rt_info. What is wrong with the folder is raised, for main's guard to print in one
+    line."""
     for name in LLM_FILES:
         if not (model_dir / name).is_file():
             raise FileNotFoundError(f"no {model_dir / name}: {EXPORT_HINT}")
@@ -74,18 +76,20 @@ def read_llm(core: ov.Core, model_dir: Path):
     # its state, and beam_idx says which cache row each batch row continues.
     if "beam_idx" not in {port.any_name for port in model.inputs}:
         raise ValueError(f"{model_dir}: no stateful LLM (no beam_idx): {EXPORT_HINT}")
-    tokenizer = core.read_model(model_dir / "openvino_tokenizer.xml")
+    tokenizer_model = core.read_model(model_dir / "openvino_tokenizer.xml")
     # generation_config.json may list several end tokens (Llama 3: two, Phi-3: three),
     # as an id or a list; the tokenizer knows one. A GGUF-converted folder has no file.
     config_path = model_dir / "generation_config.json"
     config = json.loads(config_path.read_text()) if config_path.is_file() else {}
     stop_token_ids = set(np.atleast_1d(config.get("eos_token_id", [])).tolist())
-    if "eos_token_id" in tokenizer.get_rt_info():
-        stop_token_ids.add(tokenizer.get_rt_info()["eos_token_id"].astype(int))
+    if "eos_token_id" in tokenizer_model.get_rt_info():
+        stop_token_ids.add(tokenizer_model.get_rt_info()["eos_token_id"].astype(int))
     # The string operations run on the CPU only, whatever --device says.
-    tokenizer = core.compile_model(tokenizer, "CPU")
+    tokenizer = core.compile_model(tokenizer_model, "CPU")
     detokenizer = core.compile_model(model_dir / "openvino_detokenizer.xml", "CPU")
-    return model, tokenizer, detokenizer, stop_token_ids
+    # What the export wrote beside the tokenizer (special tokens' ids, chat template)
+    # stays with the model read: the compiled tokenizer keeps none of it.
+    return model, tokenizer, detokenizer, stop_token_ids, tokenizer_model.get_rt_info()
 
 
 def keep_last_logits(model: ov.Model, positions: int) -> None:
@@ -209,20 +213,21 @@ def main() -> None:
         parser.error("--passages must be at least 1")
     if args.max_new_tokens < 1:
         parser.error("--max-new-tokens must be at least 1")
-    # The passages: the documents' paragraphs, parted by blank lines.
-    paragraphs = args.documents.read_text(encoding="utf-8").split("\n\n")
+    # The passages: the documents' paragraphs, parted by blank lines (a line of only
+    # spaces or tabs, as pasted text often has, is blank too).
+    paragraphs = re.split(r"\n\s*\n", args.documents.read_text(encoding="utf-8"))
     passages = [paragraph.strip() for paragraph in paragraphs if paragraph.strip()]
     if not passages:
-        parser.error(f"{args.documents} holds no text")
+        raise ValueError(f"{args.documents} holds no text")
 
     # Created after `import openvino_tokenizers`, so that it reads the tokenizers.
     core = ov.Core()
     config = F32_CONFIG if args.f32 else {}
     embedder_tokenizer, encoder = read_encoder(core, args.embedder, args.device, config)
-    model, tokenizer, detokenizer, stop_token_ids = read_llm(core, args.model_dir)
-    rt_info = core.read_model(args.model_dir / "openvino_tokenizer.xml").get_rt_info()
+    llm = read_llm(core, args.model_dir)
+    model, tokenizer, detokenizer, stop_token_ids, rt_info = llm
     if "chat_template" not in rt_info:
-        parser.error(f"{args.model_dir} has no chat_template: it is not a chat model")
+        raise ValueError(f"{args.model_dir} has no chat_template: no chat model")
     chat_template = rt_info["chat_template"].astype(str)
     keep_last_logits(model, 1)
     request = core.compile_model(model, args.device, config).create_infer_request()
@@ -239,7 +244,7 @@ def main() -> None:
     try:
         prompt = render_message(chat_template, message)
     except jinja2.TemplateError as error:
-        parser.error(f"the model's chat template fails: {error}")
+        raise ValueError(f"the model's chat template fails: {error}") from error
     for index in best:  # the passages the answer comes from
         preview = " ".join(passages[index].split())[:80]
         print(f"{scores[index]:.3f} {preview}", file=sys.stderr)

@@ -35,12 +35,12 @@ TEXT_POSITIONS = 77  # CLIP's context: every prompt is padded or cut to it
 VAE_SCALING_FACTOR = 0.18215  # SD 1.x and 2.x scaled their latents by it
 
 
-def read_image_models(core: ov.Core, parser, model_dir: Path) -> list[ov.Model]:
+def read_image_models(core: ov.Core, model_dir: Path) -> list[ov.Model]:
     """The folder's tokenizer, text encoder, UNet and VAE decoder, read but not
-    compiled; a missing file exits."""
+    compiled. A missing file is raised, for main's guard to print in one line."""
     for name in IMAGE_FILES:
         if not (model_dir / name).is_file():
-            parser.error(f"no {model_dir / name}: {EXPORT_HINT}")
+            raise FileNotFoundError(f"no {model_dir / name}: {EXPORT_HINT}")
     return [core.read_model(model_dir / name) for name in IMAGE_FILES[:4]]
 
 
@@ -144,7 +144,7 @@ def main() -> None:
 
     # Created after `import openvino_tokenizers`, so that it reads the tokenizer.
     core = ov.Core()
-    networks = read_image_models(core, parser, args.model_dir)
+    networks = read_image_models(core, args.model_dir)
     tokenizer, text_encoder, unet, vae_decoder = networks
     # With guidance, the UNet sees a batch of two: the negative (or empty) prompt, then
     # the prompt. Static shapes compile faster kernels than dynamic ones.

@@ -47,19 +47,20 @@ class Embedder(NamedTuple):
     normalizes: bool
 
 
-def read_embedder(core: ov.Core, parser, model_dir: Path, device: str, config):
-    """The folder's encoder and tokenizer, compiled, and its pooling settings."""
+def read_embedder(core: ov.Core, model_dir: Path, device: str, config):
+    """The folder's encoder and tokenizer, compiled, and its pooling settings. What is
+    wrong with the folder is raised, for main's guard to print in one line."""
     for name in EMBEDDER_FILES:
         if not (model_dir / name).is_file():
-            parser.error(f"no {model_dir / name}: {EMBEDDER_HINT}")
+            raise FileNotFoundError(f"no {model_dir / name}: {EMBEDDER_HINT}")
     encoder = core.read_model(model_dir / "openvino_model.xml")
     if "last_hidden_state" not in encoder.output(0).names:
-        parser.error(f"{model_dir} holds no text encoder: {EMBEDDER_HINT}")
+        raise ValueError(f"{model_dir} holds no text encoder: {EMBEDDER_HINT}")
     pooling_path = model_dir / "1_Pooling" / "config.json"
     pooling = json.loads(pooling_path.read_text()) if pooling_path.is_file() else {}
     modes = [name for name, used in pooling.items() if "mode" in name and used]
     if modes not in ([], ["pooling_mode_mean_tokens"], ["pooling_mode_cls_token"]):
-        parser.error(f"{pooling_path}: {modes}; this sample pools by mean or CLS")
+        raise ValueError(f"{pooling_path}: {modes}; this sample pools by mean or CLS")
     modules_path = model_dir / "modules.json"
     modules = json.loads(modules_path.read_text()) if modules_path.is_file() else []
     module_types = [module["type"] for module in modules]
@@ -109,7 +110,7 @@ def main() -> None:
     # Created after `import openvino_tokenizers`, so that it reads the tokenizers.
     core = ov.Core()
     config = F32_CONFIG if args.f32 else {}
-    embedder = read_embedder(core, parser, args.model_dir, args.device, config)
+    embedder = read_embedder(core, args.model_dir, args.device, config)
     # The tokenizer's first call sets its string operations up (about 10 ms, whatever
     # the text). Made while loading, as openvino_genai's TextEmbeddingPipeline makes it,
     # it leaves the time below to the embedding itself.

@@ -56,21 +56,22 @@ CONVERT_HINT = "convert it with ffmpeg -i IN -ar 16000 -ac 1 -c:a pcm_s16le OUT.
 F32_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32"}
 
 
-def read_wav(parser, path: Path) -> np.ndarray:
-    """A 16 kHz mono 16-bit WAV file -> float32 samples in [-1, 1); else exits."""
+def read_wav(path: Path) -> np.ndarray:
+    """A 16 kHz mono 16-bit WAV file -> float32 samples in [-1, 1). Any other file is
+    raised, for main's guard to print in one line."""
     try:
         with wave.open(str(path)) as file:
             layout = (file.getframerate(), file.getnchannels(), file.getsampwidth())
             frames = file.readframes(file.getnframes())
     except (wave.Error, EOFError) as error:
-        parser.error(f"{path} is not a WAV file ({error}): {CONVERT_HINT}")
+        raise ValueError(f"{path} is not a WAV file ({error}): {CONVERT_HINT}")
     if layout != (SAMPLE_RATE, 1, 2):
         rate, channels, width = layout
         found = f"{rate} Hz, {channels} channel(s), {8 * width}-bit"
-        parser.error(f"{path} is {found}, not 16 kHz mono 16-bit: {CONVERT_HINT}")
+        raise ValueError(f"{path} is {found}, not 16 kHz mono 16-bit: {CONVERT_HINT}")
     samples = np.frombuffer(frames, dtype="<i2")
     if samples.size == 0:
-        parser.error(f"{path} holds no audio")
+        raise ValueError(f"{path} holds no audio")
     return samples.astype(np.float32) / 32768
 
 
@@ -174,8 +175,8 @@ def main() -> None:
     args = parser.parse_args()
     for name in WHISPER_FILES:
         if not (args.model_dir / name).is_file():
-            parser.error(f"no {args.model_dir / name}: {EXPORT_HINT}")
-    samples = read_wav(parser, args.wav)
+            raise FileNotFoundError(f"no {args.model_dir / name}: {EXPORT_HINT}")
+    samples = read_wav(args.wav)
     config = json.loads((args.model_dir / "generation_config.json").read_text())
     languages = config.get("lang_to_id", {})
     if config.get("is_multilingual") and f"<|{args.language}|>" not in languages:
@@ -188,7 +189,7 @@ def main() -> None:
     # Only a stateful export (with-past) has beam_idx: the KV cache lives in the
     # decoder's state, and the encoder's keys and values are computed once a window.
     if "beam_idx" not in decoder_model.inputs[-1].get_names():
-        parser.error(f"{args.model_dir} holds no stateful decoder: {EXPORT_HINT}")
+        raise ValueError(f"{args.model_dir} holds no stateful decoder: {EXPORT_HINT}")
     # Static shapes compile faster kernels than dynamic ones: one window of features,
     # and its 1500 encoder states, at a time.
     encoder_model.reshape([1, N_MELS, WINDOW // HOP])

@@ -5,6 +5,7 @@ Test modules import from here only, never from each other.
 
 import functools
 import importlib.util
+import io
 import json
 import os
 import re
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import zlib
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import openvino as ov
@@ -57,7 +59,8 @@ class Run:
     """A finished sample process: exit code, stdout and stderr as UTF-8 text (no newline
     translation)."""
 
-    def __init__(self, process: subprocess.CompletedProcess):
+    def __init__(self, process: subprocess.CompletedProcess, name: str):
+        self.name = name  # the sample file's name, as argparse calls the program
         self.returncode = process.returncode
         self.stdout = process.stdout.decode("utf-8")
         self.stderr = process.stderr.decode("utf-8")
@@ -85,7 +88,7 @@ def run_sample(
         env=sample_env(),
         input=stdin.encode("utf-8"),
     )
-    return Run(process)
+    return Run(process, name)
 
 
 def check_ctrl_c(name: str, *args, started, stdin: bytes = b"") -> None:
@@ -115,6 +118,8 @@ def check_ctrl_c(name: str, *args, started, stdin: bytes = b"") -> None:
     assert b"Traceback" not in stderr
 
 
+# The IRs of an LLM folder, as optimum-cli export openvino writes them.
+LLM_FILES = ["openvino_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml"]
 UNKNOWN_DEVICE = 'Device with "TPU" name is not registered'  # OpenVINO's words
 
 
@@ -126,13 +131,53 @@ def load_sample(name: str):
     return module
 
 
-def check_bad_input(run: Run, says: str) -> None:
-    """Bad input: exit code 2, nothing on stdout, one line on stderr that contains SAYS,
-    no traceback."""
+def files_read(name: str, args: list, monkeypatch, stdin: str = "") -> list[str]:
+    """Run samples/NAME's main() in this process with ARGS (and STDIN) through a Core
+    that notes the name of every file it reads (read_model, or compile_model of a
+    path): which files the sample reads, and how often."""
+    read = []
+
+    class NotingCore(ov.Core):
+        def read_model(self, model, *rest, **options):
+            read.append(Path(model).name)
+            return super().read_model(model, *rest, **options)
+
+        def compile_model(self, model, *rest, **options):
+            if isinstance(model, (str, Path)):
+                read.append(Path(model).name)
+            return super().compile_model(model, *rest, **options)
+
+    sample = load_sample(name)
+    runtime = {key: getattr(ov, key) for key in dir(ov) if not key.startswith("__")}
+    sample.ov = SimpleNamespace(**{**runtime, "Core": NotingCore})
+    monkeypatch.setattr(sys, "argv", [name, *map(str, args)])
+    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    sample.main()
+    return read
+
+
+def check_one_error_line(run: Run, says: str) -> None:
+    """Exit code 2, nothing on stdout, one line on stderr that contains SAYS, no
+    traceback."""
     assert run.returncode == 2
     assert run.stdout == ""
     assert len(run.stderr.strip().splitlines()) == 1, run.stderr
     assert says in run.stderr and "Traceback" not in run.stderr
+
+
+def check_bad_input(run: Run, says: str) -> None:
+    """A folder or file the sample cannot use (a missing or unfit model, a file of the
+    wrong kind), or OpenVINO's own error: raised, and printed by the sample's guard as
+    `error: ...` (docs/errors.md)."""
+    check_one_error_line(run, says)
+    assert run.stderr.startswith("error: "), run.stderr
+
+
+def check_bad_argument(run: Run, says: str) -> None:
+    """An argument out of its range or a missing one: argparse's line,
+    `sample.py: error: ...` (docs/errors.md)."""
+    check_one_error_line(run, says)
+    assert run.stderr.startswith(f"{run.name}: error: "), run.stderr
 
 
 FIXTURE_BUILDERS = REPO / "tests" / "fixtures"  # what builds tests/data
@@ -294,8 +339,22 @@ def check_against_reference(run: Run, case: dict) -> None:
     assert stats["new_tokens"] == len(case["new_ids"])
 
 
+# What ends or rewinds a line on a terminal (str.splitlines() cuts at each of them):
+# beam_search.py prints each as Python escapes it ("\n" as \n), a hypothesis a line.
+LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+def one_line(text: str) -> str:
+    """TEXT as beam_search.py prints a hypothesis: its line breaks escaped."""
+    escaped = [
+        char.encode("unicode_escape").decode() if char in LINE_BREAKS else char
+        for char in text
+    ]
+    return "".join(escaped)
+
+
 def hypotheses(stdout: str) -> list[tuple[float, str]]:
-    """beam_search.py's lines `score: text` (newlines shown as \\n) -> (score, text)."""
+    """beam_search.py's lines `score: text` (line breaks escaped) -> (score, text)."""
     pairs = [line.split(": ", 1) for line in stdout.split("\n")[:-1]]
     return [(float(score), text) for score, text in pairs]
 
@@ -526,7 +585,7 @@ def check_family_beam(folder: Path) -> None:
         for expected in case["hypotheses"]:
             score, text = found.pop(0)
             assert score == pytest.approx(expected["score"], abs=1e-4)
-            assert text == detokenize(ir, expected["tokens"]).replace("\n", "\\n")
+            assert text == one_line(detokenize(ir, expected["tokens"]))
     assert not found
 
 

@@ -19,6 +19,7 @@ from conftest import (
     FAMILIES,
     REPO,
     TINY_IR,
+    check_bad_argument,
     check_bad_input,
     detokenize,
     genai_greedy_texts,
@@ -144,26 +145,35 @@ BAD_INPUTS = {
         "at least 1",
     ),
 }
+# Cases of a bad argument (argparse's line); the others are raised, for the guard.
+ARGUMENT_CASES = {"empty prompt", "zero tokens"}
 
 
 @pytest.mark.parametrize("name", BAD_INPUTS)
 def test_speculative_bad_input_gives_one_line_and_exit_code_2(name, tmp_path):
     make_args, says = BAD_INPUTS[name]
     run = run_sample("speculative_decoding.py", *make_args(tmp_path))
-    check_bad_input(run, says)
+    if name in ARGUMENT_CASES:
+        check_bad_argument(run, says)
+    else:
+        check_bad_input(run, says)
 
 
 @pytest.mark.parametrize(
     "args, says",
     [
-        (["nowhere", "hello"], "openvino_model.xml"),
         ([IR, ""], "prompt is empty"),
         ([IR, "hi", "--max-new-tokens", "-1"], "at least 1"),
     ],
 )
-def test_prompt_lookup_bad_input_gives_one_line_and_exit_code_2(args, says):
+def test_prompt_lookup_bad_argument_gives_one_line_and_exit_code_2(args, says):
     run = run_sample("prompt_lookup.py", *args)
-    check_bad_input(run, says)
+    check_bad_argument(run, says)
+
+
+def test_prompt_lookup_missing_folder_gives_one_line_and_exit_code_2():
+    run = run_sample("prompt_lookup.py", "nowhere", "hello")
+    check_bad_input(run, "no nowhere/openvino_model.xml")
 
 
 # Reference tier: the real models.

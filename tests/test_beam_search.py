@@ -6,14 +6,21 @@ num_return_sequences=4, do_sample=False)) on the same weights, recorded in
 tests/data/tiny-llama/expected_beam.json by tests/fixtures/tiny_llm.py.
 """
 
+import shutil
+from pathlib import Path
+
+import numpy as np
+import openvino as ov
 import pytest
 
 from conftest import (
+    LINE_BREAKS,
     TINY_IR,
     TINY_LLAMA,
-    check_bad_input,
+    check_bad_argument,
     hypotheses,
     ir_copy_with_eos,
+    one_line,
     read_cases,
     run_sample,
 )
@@ -58,9 +65,7 @@ def test_plain_beam_search_matches_transformers(case, tmp_path):
     )
     assert run.returncode == 0, run.stderr
     expected = [
-        (h["score"], h["text"].replace("\n", "\\n"))
-        for hs in case["hypotheses"]
-        for h in hs
+        (h["score"], one_line(h["text"])) for hs in case["hypotheses"] for h in hs
     ]
     got = hypotheses(run.stdout)
     assert [text for _, text in got] == [text for _, text in expected]
@@ -101,6 +106,58 @@ def test_num_return_sequences_keeps_the_best():
     assert [text for _, text in hypotheses(run.stdout)] == [
         h["text"] for h in case["hypotheses"][0][:2]
     ]
+
+
+def ir_copy_with_line_breaks(destination: Path) -> Path:
+    """A copy of the tiny IR whose detokenizer writes every character of LINE_BREAKS
+    after each token's text: its VocabDecoder's constants (begins, ends, the bytes)
+    rebuilt."""
+    shutil.copytree(IR, destination)
+    core = (
+        ov.Core()
+    )  # it loaded the tokenizer operations' code: it outlives their nodes
+    detokenizer = core.read_model(IR / "openvino_detokenizer.xml")
+    decoder = next(
+        op for op in detokenizer.get_ops() if op.get_type_name() == "VocabDecoder"
+    )
+    begins, ends, chars = (
+        decoder.input_value(index).get_node().get_data() for index in (1, 2, 3)
+    )
+    pieces = [
+        chars[begin:end].tobytes() + LINE_BREAKS.encode()
+        for begin, end in zip(begins, ends)
+    ]
+    lengths = np.array([len(piece) for piece in pieces], dtype=begins.dtype)
+    new_ends = np.cumsum(lengths).astype(ends.dtype)
+    new_begins = (new_ends - lengths).astype(begins.dtype)
+    new_chars = np.frombuffer(b"".join(pieces), dtype=chars.dtype)
+    for index, values in zip((1, 2, 3), (new_begins, new_ends, new_chars)):
+        constant = ov.opset13.constant(values)
+        decoder.input(index).replace_source_output(constant.output(0))
+    detokenizer.validate_nodes_and_infer_types()
+    path = destination / "openvino_detokenizer.xml"
+    ov.save_model(detokenizer, path, compress_to_fp16=False)
+    del decoder, detokenizer, constant
+    del core
+    return destination
+
+
+def test_a_hypothesis_is_one_line_whatever_characters_it_holds(tmp_path):
+    """Every character that ends or rewinds a line is escaped as Python escapes it,
+    as \\n is: each hypothesis is one line for str.splitlines(), its score that of
+    the same search with plain text (issue #39)."""
+    args = ["Hello", "--num-beams", 4, "--num-beam-groups", 1, "--max-new-tokens", 3]
+    plain = run_sample("beam_search.py", IR, *args, "--f32")
+    assert plain.returncode == 0, plain.stderr
+    folder = ir_copy_with_line_breaks(tmp_path / "ir")
+    run = run_sample("beam_search.py", folder, *args, "--f32")
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert len(lines) == 4 == len(plain.stdout.splitlines())
+    escapes = [char.encode("unicode_escape").decode() for char in LINE_BREAKS]
+    for line, plain_line in zip(lines, plain.stdout.splitlines()):
+        assert line.split(": ")[0] == plain_line.split(": ")[0]  # the same score
+        assert all(escape in line for escape in escapes), line
 
 
 def test_group_beam_search_defaults_run():
@@ -164,7 +221,7 @@ BAD_INPUTS = {
 def test_bad_input_gives_one_line_and_exit_code_2(name):
     args, says = BAD_INPUTS[name]
     run = run_sample("beam_search.py", *args)
-    check_bad_input(run, says)
+    check_bad_argument(run, says)
 
 
 # Diverse beam search (the default mode: 15 beams in 3 groups, diversity penalty 1.0)
@@ -206,7 +263,7 @@ def group_beam_search(early_stopping: str) -> tuple[list, list]:
 def check_same(got: list, case: dict, first: int, last: int) -> None:
     """Hypotheses FIRST..LAST: genai's texts; scores within 1e-4 (genai sums its softmax
     in float32 one term at a time)."""
-    expected = [text.replace("\n", "\\n") for text in case["texts"]]
+    expected = [one_line(text) for text in case["texts"]]
     assert [text for _, text in got[first:last]] == expected[first:last]
     for (score, _), expected_score in zip(got[first:last], case["scores"][first:last]):
         assert abs(score - expected_score) < 1e-4
@@ -221,7 +278,7 @@ def test_group_beam_search_matches_openvino_genai(early_stopping):
             check_same(got, case, 0, 15)
             continue
         check_same(got, case, 0, 5)  # the first group
-        expected = [text.replace("\n", "\\n") for text in case["texts"]]
+        expected = [one_line(text) for text in case["texts"]]
         for first in (5, 10):  # groups 2 and 3
             group = slice(first, first + 5)
             if [text for _, text in got[group]] == expected[group]:

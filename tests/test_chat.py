@@ -15,11 +15,14 @@ from pathlib import Path
 import pytest
 
 from conftest import (
+    LLM_FILES,
     TINY_IR,
     chat_args,
     chat_cases,
+    check_bad_argument,
     check_bad_input,
     check_chat,
+    files_read,
     run_sample,
 )
 
@@ -98,7 +101,6 @@ BAD_INPUTS = {
         [],
         "System messages are not supported",
     ),
-    "zero tokens": (lambda tmp_path: IR, ["--max-new-tokens", "0"], "at least 1"),
 }
 
 
@@ -107,6 +109,20 @@ def test_bad_input_gives_one_line_and_exit_code_2(name, tmp_path):
     make_folder, args, says = BAD_INPUTS[name]
     run = run_sample("chat.py", make_folder(tmp_path), *args, stdin="Hello\n")
     check_bad_input(run, says)
+
+
+def test_the_tokenizer_ir_is_read_once(monkeypatch, capsys):
+    """read_llm gives the tokenizer IR's rt_info (its chat_template) with the compiled
+    tokenizer: each IR of the folder is read once (issue #39)."""
+    args = [IR, "--max-new-tokens", 2]
+    read = files_read("chat.py", args, monkeypatch, stdin="Hello\nAgain\n")
+    assert sorted(read) == sorted(LLM_FILES)
+    assert capsys.readouterr().out  # it answered
+
+
+def test_zero_new_tokens_is_a_bad_argument():
+    run = run_sample("chat.py", IR, "--max-new-tokens", "0", stdin="Hello\n")
+    check_bad_argument(run, "--max-new-tokens must be at least 1")
 
 
 def small_context_copy(tmp_path, context_length: int) -> Path:

@@ -18,6 +18,7 @@ import pytest
 from conftest import (
     REAL_BATCH_PROMPTS,
     TINY_IR,
+    check_bad_argument,
     check_bad_input,
     genai_greedy_texts,
     ir_copy_with_eos,
@@ -122,13 +123,17 @@ def test_default_precision_and_prompts_run():
 @pytest.mark.parametrize(
     "args, says",
     [
-        (["--prompts", "/nowhere/prompts.txt"], "can't open"),
         (["--max-sequences", "0"], "--max-sequences"),
         (["--max-new-tokens", "0"], "--max-new-tokens"),
     ],
 )
-def test_bad_input_gives_one_line_and_exit_code_2(args, says):
-    check_bad_input(run_sample("continuous_batching.py", IR, *args), says)
+def test_bad_argument_gives_one_line_and_exit_code_2(args, says):
+    check_bad_argument(run_sample("continuous_batching.py", IR, *args), says)
+
+
+def test_a_missing_prompts_file_gives_one_line_and_exit_code_2():
+    run = run_sample("continuous_batching.py", IR, "--prompts", "/nowhere/prompts.txt")
+    check_bad_input(run, "No such file or directory")  # the file system's words
 
 
 def test_a_prompts_file_without_prompts_is_bad_input(tmp_path):

@@ -19,6 +19,7 @@ import pytest
 from conftest import (
     SAMPLES_DIR,
     TINY_SD,
+    check_bad_argument,
     check_bad_input,
     check_edit_case,
     copy_without,
@@ -173,6 +174,14 @@ BAD_INPUTS = {
     ),
     "no vae_encoder": ([], "vae_encoder/openvino_model.xml"),
 }
+# Cases of a bad argument (argparse's line); the others are raised, for the guard.
+ARGUMENT_CASES = {
+    "zero strength",
+    "strength above 1",
+    "strength not a number",
+    "no step left",
+    "negative prompt without guidance",
+}
 
 
 @pytest.mark.parametrize("name", BAD_INPUTS)
@@ -191,5 +200,8 @@ def test_bad_input_gives_one_line_and_exit_code_2(name, tmp_path):
     run = run_sample(
         "image_to_image.py", model, image, "a cat", "--output", output, *args
     )
-    check_bad_input(run, says)
+    if name in ARGUMENT_CASES:
+        check_bad_argument(run, says)
+    else:
+        check_bad_input(run, says)
     assert not output.exists()

@@ -15,6 +15,7 @@ import pytest
 from conftest import (
     TINY_INPAINT,
     TINY_SD,
+    check_bad_argument,
     check_bad_input,
     check_edit_case,
     copy_without,
@@ -66,6 +67,8 @@ BAD_INPUTS = {
     "no vae_encoder": "vae_encoder/openvino_model.xml",
     "a 5-channel UNet": "not 4 or 9",
 }
+# Cases of a bad argument (argparse's line); the others are raised, for the guard.
+ARGUMENT_CASES = {"zero strength", "strength above 1"}
 
 
 @pytest.mark.parametrize("name", BAD_INPUTS)
@@ -92,5 +95,8 @@ def test_bad_input_gives_one_line_and_exit_code_2(name, tmp_path):
     output = tmp_path / "out.png"
     image = INPUTS / "rgb.png"
     run = run_sample("inpainting.py", model, image, mask, "--output", output, *args)
-    check_bad_input(run, BAD_INPUTS[name])
+    if name in ARGUMENT_CASES:
+        check_bad_argument(run, BAD_INPUTS[name])
+    else:
+        check_bad_input(run, BAD_INPUTS[name])
     assert not output.exists()

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import (
     TINY_LCM,
-    check_bad_input,
+    check_bad_argument,
     check_image_case,
     generate_image,
     image_cases,
@@ -63,4 +63,4 @@ def test_bad_arguments_give_one_line_and_exit_code_2(name, tmp_path):
     args, says = BAD_ARGUMENTS[name]
     output = tmp_path / "out.png"
     run = run_sample("lcm.py", TINY_LCM / "ir", "a cat", "--output", output, *args)
-    check_bad_input(run, says)
+    check_bad_argument(run, says)

@@ -19,6 +19,7 @@ from conftest import (
     REPO,
     TINY_IR,
     UNKNOWN_DEVICE,
+    check_bad_argument,
     check_bad_input,
     detokenize,
     last_stats,
@@ -154,6 +155,8 @@ BAD_INPUTS = {
     "--max-new-tokens 0": "--max-new-tokens must be at least 1",
     "unknown device": UNKNOWN_DEVICE,
 }
+# Cases of a bad argument (argparse's line); the others are raised, for the guard.
+ARGUMENT_CASES = {"empty prompt", "--max-new-tokens 0"}
 
 
 @pytest.mark.parametrize("name", BAD_INPUTS)
@@ -175,7 +178,10 @@ def test_bad_input_gives_one_line_and_exit_code_2(name, tmp_path):
     else:
         adapter = adapter_copy(tmp_path, name)
     run = run_sample("lora.py", model, adapter, prompt, *extra)
-    check_bad_input(run, BAD_INPUTS[name])
+    if name in ARGUMENT_CASES:
+        check_bad_argument(run, BAD_INPUTS[name])
+    else:
+        check_bad_input(run, BAD_INPUTS[name])
 
 
 @pytest.mark.reference

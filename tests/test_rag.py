@@ -18,13 +18,16 @@ import pytest
 
 from conftest import (
     FAMILIES,
+    LLM_FILES,
     REPO,
     TINY_IR,
     UNKNOWN_DEVICE,
+    check_bad_argument,
     check_bad_input,
     check_ctrl_c,
     copy_without,
     detokenize,
+    files_read,
     ir_copy_with_eos,
     last_stats,
     read_cases,
@@ -94,6 +97,37 @@ def test_passages_option_takes_that_many_best_first():
         assert texts == [preview(PASSAGES[i]) for i in expected]
 
 
+@pytest.mark.parametrize("blank", ["\n\n", "\n \n", "\n\t\n", "\n \t \n\n  \n"])
+def test_a_line_of_spaces_or_tabs_parts_paragraphs(blank, tmp_path):
+    """A line that is empty once stripped is blank: "a" and "b" are two passages,
+    each retrieved alone (issue #39; pasted text often has such lines)."""
+    documents = tmp_path / "documents.txt"
+    documents.write_text(f"The cat sat on the mat.{blank}Paris is in France.")
+    run = ask(
+        "Where is Paris?", "--passages", 5, "--max-new-tokens", 1, documents=documents
+    )
+    assert run.returncode == 0, run.stderr
+    texts = sorted(text for _, text in retrieved(run.stderr))
+    assert texts == ["Paris is in France.", "The cat sat on the mat."]
+
+
+def test_each_ir_is_read_once(monkeypatch, capsys):
+    """read_llm gives the tokenizer IR's rt_info (its chat_template) with the compiled
+    tokenizer: each IR of both folders is read once (issue #39)."""
+    args = [
+        TINY_IR,
+        "Where is Paris?",
+        "--documents",
+        DOCUMENTS,
+        "--embedder",
+        EMBEDDER,
+    ]
+    read = files_read("rag.py", [*args, "--max-new-tokens", 2], monkeypatch)
+    embedder_files = ["openvino_model.xml", "openvino_tokenizer.xml"]
+    assert sorted(read) == sorted(LLM_FILES + embedder_files)
+    assert capsys.readouterr().out  # it answered
+
+
 def test_an_embedder_without_normalize_ranks_by_cosine_too(tmp_path):
     """The fixture's weights with its Normalize module left out: cosine similarity
     does not depend on the vectors' lengths, so the scores, the passages and the
@@ -141,12 +175,19 @@ BAD_INPUTS = {
     "empty question": "the question is empty",
     "an LLM as embedder": "holds no text encoder",
     "an embedder as LLM": "openvino_detokenizer.xml",
-    "no chat template": "has no chat_template: it is not a chat model",
+    "no chat template": "has no chat_template: no chat model",
     "a CLS embedder": "this sample pools by the mean only",
     "a template that needs eos_token": "'eos_token' is undefined",
     "--passages 0": "--passages must be at least 1",
     "--max-new-tokens 0": "--max-new-tokens must be at least 1",
     "unknown device": UNKNOWN_DEVICE,
+}
+# Cases of a bad argument (argparse's line); the others are raised, for the guard.
+ARGUMENT_CASES = {
+    "no --documents",
+    "empty question",
+    "--passages 0",
+    "--max-new-tokens 0",
 }
 
 
@@ -180,7 +221,11 @@ def test_bad_input_gives_one_line_and_exit_code_2(name, tmp_path):
         args += name.split()
     elif name == "unknown device":
         args += ["--device", "TPU"]
-    check_bad_input(run_sample("rag.py", model, *args), BAD_INPUTS[name])
+    run = run_sample("rag.py", model, *args)
+    if name in ARGUMENT_CASES:
+        check_bad_argument(run, BAD_INPUTS[name])
+    else:
+        check_bad_input(run, BAD_INPUTS[name])
 
 
 def test_ctrl_c_while_answering_exits_130_without_traceback(tmp_path):

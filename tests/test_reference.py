@@ -31,6 +31,7 @@ from conftest import (
     generate_image,
     hypotheses,
     image_cases,
+    one_line,
     read_cases,
     read_png,
     rebuild,
@@ -317,7 +318,7 @@ def test_group_beam_search_matches_openvino_genai(
     for i, prompt in enumerate(prompts):
         expected = genai_pipelines[model].generate(prompt, config)
         assert [text for _, text in got[15 * i : 15 * (i + 1)]] == [
-            text.replace("\n", "\\n") for text in expected.texts
+            one_line(text) for text in expected.texts
         ]
         assert (
             max(

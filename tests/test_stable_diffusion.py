@@ -14,7 +14,7 @@ import pytest
 
 from conftest import (
     TINY_SD,
-    check_bad_input,
+    check_bad_argument,
     check_image_case,
     generate_image,
     image_cases,
@@ -88,7 +88,7 @@ def test_bad_arguments_give_one_line_and_exit_code_2(name, tmp_path):
     run = run_sample(
         "stable_diffusion.py", TINY_SD / "ir", "a cat", "--output", output, *args
     )
-    check_bad_input(run, says)
+    check_bad_argument(run, says)
 
 
 def test_long_prompts_are_cut_as_transformers_cuts_them(tmp_path):

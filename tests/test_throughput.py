@@ -19,6 +19,7 @@ from conftest import (
     REAL_BATCH_PROMPTS,
     TINY_IR,
     UNKNOWN_DEVICE,
+    check_bad_argument,
     check_bad_input,
     genai_greedy_texts,
     last_stats,
@@ -74,9 +75,19 @@ def test_default_prompts_and_requests(tmp_path):
 @pytest.mark.parametrize(
     "args, says",
     [
-        (["--prompts", "/nowhere/prompts.txt"], "can't open"),
         (["--requests", "0"], "--requests"),
         (["--max-new-tokens", "0"], "--max-new-tokens"),
+    ],
+)
+def test_bad_argument_gives_one_line_and_exit_code_2(args, says):
+    run = run_sample("throughput.py", IR, *args)
+    check_bad_argument(run, says)
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--prompts", "/nowhere/prompts.txt"], "No such file or directory"),
         (["--device", "TPU"], UNKNOWN_DEVICE),
     ],
 )
@@ -152,6 +163,36 @@ def test_no_bf16_throughput_streams_on_a_xeon_with_amx():
     args.f32 = True  # exact: f32 whatever the CPU
     config = throughput.compile_for_throughput(xeon, None, args)
     assert config["INFERENCE_PRECISION_HINT"] == "f32"
+
+
+# Device strings, and whether the CPU may run the model on each.
+DEVICES = {
+    "CPU": True,
+    "AUTO": True,  # every device, the CPU among them
+    "AUTO:GPU,CPU": True,
+    "AUTO:CPU": True,
+    "AUTO:GPU": False,
+    "AUTO:-CPU": False,  # AUTO without the CPU
+    "HETERO:GPU,CPU": True,
+    "MULTI:CPU,GPU": True,
+    "GPU": False,
+    "GPU.1": False,
+    "NPU": False,
+}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_f16_rule_holds_wherever_the_cpu_may_run_the_model(device):
+    """AUTO, or a HETERO/MULTI list that names the CPU, may put the model on a Xeon with
+    AMX as --device CPU does: the f16 rule applies there too, and only there (a GPU
+    computes in f16 anyway)."""
+    throughput = load_sample("throughput.py")
+    args = argparse.Namespace(device=device, f32=False)
+    xeon = CpuCore(["FP32", "BF16", "FP16", "INT8", "BIN", "EXPORT_IMPORT"])
+    config = throughput.compile_for_throughput(xeon, None, args)
+    assert ("INFERENCE_PRECISION_HINT" in config) == DEVICES[device], config
+    if DEVICES[device]:
+        assert config["INFERENCE_PRECISION_HINT"] == "f16"
 
 
 class QuickRequest:

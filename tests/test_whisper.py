@@ -20,6 +20,7 @@ from conftest import (
     TINY_IR,
     TINY_WHISPER,
     UNKNOWN_DEVICE,
+    check_bad_argument,
     check_bad_input,
     check_ctrl_c,
     copy_with_truncated,
@@ -124,7 +125,7 @@ def test_unknown_language_gives_one_line_and_exit_code_2(tmp_path):
     wav = case_wav(["fox.wav"], tmp_path / "fox.wav")
     model = multilingual_copy(tmp_path)
     run = run_sample("whisper.py", model, wav, "--language", "xx")
-    check_bad_input(run, "the model knows no language xx")
+    check_bad_argument(run, "the model knows no language xx")
 
 
 def bad_wav(tmp_path, problem: str):
