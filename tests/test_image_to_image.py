@@ -8,7 +8,6 @@ recomputes them). The PNG reader is checked here against the PNG specification's
 filters on files this test writes, and against Pillow in the reference tier.
 """
 
-import argparse
 import importlib.util
 import struct
 import zlib
@@ -117,7 +116,7 @@ def test_png_reader_undoes_every_filter_of_every_colour_type(kind, tmp_path):
     pixels, rgb, palette = KINDS[kind]
     path = tmp_path / "in.png"
     path.write_bytes(png_file(pixels, COLOUR_TYPES[kind], palette))
-    read = sample_read_png()(argparse.ArgumentParser(), path)
+    read = sample_read_png()(path)
     assert read.dtype == np.uint8 and (read == rgb).all()
 
 

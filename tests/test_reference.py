@@ -457,7 +457,6 @@ def test_png_reader_reads_what_pillow_writes(tmp_path):
     type Pillow writes at 8 bits (L, LA, RGB, RGBA, P, P with transparency), smooth and
     noisy pictures, at three compression settings; Pillow's rows use all five
     filters among them."""
-    import argparse
     import importlib.util
     import io
     import zlib
@@ -489,7 +488,7 @@ def test_png_reader_reads_what_pillow_writes(tmp_path):
                 buffer = io.BytesIO()
                 image.save(buffer, "PNG", **options)
                 path.write_bytes(buffer.getvalue())
-                read = module.read_png(argparse.ArgumentParser(), path)
+                read = module.read_png(path)
                 expected = np.array(Image.open(path).convert("RGB"))
                 assert (read == expected).all(), (image.mode, options)
                 data = buffer.getvalue()
