@@ -148,8 +148,9 @@ def apply_timestamp_rules(logits: np.ndarray, tokens: list[int], config: dict) -
         logits[first_timestamp:] = -np.inf
     # The timestamps' probabilities together beat the likeliest text token's when
     # their exps, each over that token's, add up to more than 1 (no softmax needed).
+    # Where text is ruled out already (a window's first token) there is nothing to do.
     text_best = logits[:first_timestamp].max()
-    if np.exp(logits[first_timestamp:] - text_best).sum() > 1:
+    if text_best > -np.inf and np.exp(logits[first_timestamp:] - text_best).sum() > 1:
         logits[:first_timestamp] = -np.inf
 
 
