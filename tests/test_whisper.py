@@ -73,6 +73,7 @@ def check_transcript(model, wav, case: dict, *extra) -> None:
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines() == segment_lines(model, case["segments"])
     assert f" s of audio, {generated} tokens (timestamps included) in " in run.stderr
+    assert len(run.stderr.splitlines()) == 1, run.stderr  # the stats line alone
     run = run_sample("whisper.py", model, wav, "--f32", *extra)
     assert run.returncode == 0, run.stderr
     texts = [detokenize(model, tokens) for _, _, tokens in case["segments"]]
@@ -84,14 +85,18 @@ def test_tiny_whisper_matches_transformers(name, tmp_path):
     """Token for token against transformers' generate(return_timestamps=True),
     long-form past 30 s: short audio, 34 s, and 74 s whose windows start where a
     segment ended; a window ends on a single timestamp; a folder that suppresses a
-    word the model would write."""
+    word the model would write; folders whose generation_config.json cuts a window
+    after a single timestamp that follows a complete segment (the next window starts
+    after the whole window), and limits the first timestamp where the limit decides
+    (two limits a step apart, two first tokens: issue #41)."""
     case = CASES[name]
     model = IR
-    if "suppress" in case:  # a copy that suppresses some more tokens
-        model = tmp_path / "suppressing"
+    if "suppress" in case or "generation_config" in case:  # a copy, otherwise set
+        model = tmp_path / "changed"
         shutil.copytree(IR, model)
         config = json.loads((model / "generation_config.json").read_text())
-        config["suppress_tokens"] += case["suppress"]
+        config["suppress_tokens"] += case.get("suppress", [])
+        config.update(case.get("generation_config", {}))
         (model / "generation_config.json").write_text(json.dumps(config))
     check_transcript(model, case_wav(case["parts"], tmp_path / "speech.wav"), case)
 
@@ -346,6 +351,35 @@ def test_real_whisper_long_form_loses_and_doubles_no_words(whisper_model, tmp_pa
     heard = run_sample("whisper.py", wav).stdout  # default precision
     rate = word_errors(words(text), words(heard)) / len(words(text))
     assert rate <= MAX_WORD_ERROR_RATE, rate
+
+
+@pytest.mark.reference
+def test_real_whisper_window_ending_on_a_single_timestamp(whisper_model, tmp_path):
+    """Three sentences and long silences: the first window holds two complete
+    segments, then the third sentence's words and a single timestamp, and ends. The
+    next window starts after the whole window (transformers' long-form rule), not
+    where the last complete segment ended: the segments, their times and words equal
+    transformers' (--f32; issue #41: starting at the segment's end moves the third
+    segment to 14.84 s)."""
+    from speak import speak  # scripts/speak.py
+
+    museum = "The museum opens at ten and closes at five on weekdays."
+    parts = [SENTENCES[0], 10.0, SENTENCES[1], 6.0, museum, 10.0, SENTENCES[2], 3.0]
+    pieces = []
+    for part in parts:
+        if isinstance(part, float):
+            pieces.append(np.zeros(int(part * 16000), dtype=np.int16))
+        else:
+            pieces.append(speak(part))
+    samples = np.concatenate(pieces)
+    wav = tmp_path / "gaps.wav"
+    write_wav(wav, samples)
+    hf_dir = whisper_model.with_name(whisper_model.name + "-hf")
+    segments = transformers_segments(hf_dir, samples.astype(np.float32) / 32768)
+    run = run_sample("whisper.py", whisper_model, wav, "--f32", "--timestamps")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == segment_lines(whisper_model, segments)
+    assert len(segments) == 4 and segments[3][0] == 30.0  # the second window's start
 
 
 def constants(xml) -> list[bytes]:
