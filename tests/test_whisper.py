@@ -324,6 +324,19 @@ def test_real_whisper_matches_transformers_and_hears_the_words(whisper_model, sp
     assert rate <= MAX_WORD_ERROR_RATE, rate
 
 
+def check_real_long_form(whisper_model, samples: np.ndarray, wav) -> list[str]:
+    """SAMPLES written to WAV: whisper.py's segments (--f32 --timestamps), their times
+    and words, are transformers' long-form output; its lines."""
+    write_wav(wav, samples)
+    hf_dir = whisper_model.with_name(whisper_model.name + "-hf")
+    segments = transformers_segments(hf_dir, samples.astype(np.float32) / 32768)
+    run = run_sample("whisper.py", whisper_model, wav, "--f32", "--timestamps")
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines == segment_lines(whisper_model, segments)
+    return lines
+
+
 @pytest.mark.reference
 def test_real_whisper_long_form_loses_and_doubles_no_words(whisper_model, tmp_path):
     """Over a minute of eSpeak speech (the sentences above three times, and a few
@@ -338,13 +351,7 @@ def test_real_whisper_long_form_loses_and_doubles_no_words(whisper_model, tmp_pa
     samples = speak(text)
     assert len(samples) > 60 * 16000
     wav = tmp_path / "long.wav"
-    write_wav(wav, samples)
-    hf_dir = whisper_model.with_name(whisper_model.name + "-hf")
-    segments = transformers_segments(hf_dir, samples.astype(np.float32) / 32768)
-    run = run_sample("whisper.py", whisper_model, wav, "--f32", "--timestamps")
-    assert run.returncode == 0, run.stderr
-    lines = run.stdout.splitlines()
-    assert lines == segment_lines(whisper_model, segments)
+    lines = check_real_long_form(whisper_model, samples, wav)
     times = [line[1:].split("]")[0].split(" --> ") for line in lines]
     starts = [float(start) for start, _ in times]
     assert starts == sorted(starts) and float(times[-1][1]) > 60
@@ -371,15 +378,10 @@ def test_real_whisper_window_ending_on_a_single_timestamp(whisper_model, tmp_pat
             pieces.append(np.zeros(int(part * 16000), dtype=np.int16))
         else:
             pieces.append(speak(part))
-    samples = np.concatenate(pieces)
-    wav = tmp_path / "gaps.wav"
-    write_wav(wav, samples)
-    hf_dir = whisper_model.with_name(whisper_model.name + "-hf")
-    segments = transformers_segments(hf_dir, samples.astype(np.float32) / 32768)
-    run = run_sample("whisper.py", whisper_model, wav, "--f32", "--timestamps")
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.splitlines() == segment_lines(whisper_model, segments)
-    assert len(segments) == 4 and segments[3][0] == 30.0  # the second window's start
+    lines = check_real_long_form(
+        whisper_model, np.concatenate(pieces), tmp_path / "a.wav"
+    )
+    assert len(lines) == 4 and lines[3].startswith("[30.00 --> ")  # the second window
 
 
 def constants(xml) -> list[bytes]:
