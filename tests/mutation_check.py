@@ -567,6 +567,55 @@ BUGS = [
         " file=sys.stderr)\n        sys.exit(2)",
         ["tests/test_embeddings.py"],
     ),
+    Bug(
+        "tts: ids without the pads between phonemes",
+        "text_to_speech.py",
+        '            ids += id_map[phoneme] + id_map["_"]',
+        "            ids += id_map[phoneme]",
+        ["tests/test_text_to_speech.py"],
+    ),
+    Bug(
+        "tts: the clause's punctuation left out of its phonemes",
+        "text_to_speech.py",
+        '        sentence += re.sub(r"\\([^)]+\\)", "", phonemes) + mark',
+        '        sentence += re.sub(r"\\([^)]+\\)", "", phonemes)',
+        ["tests/test_text_to_speech.py"],
+    ),
+    Bug(
+        "tts: an ellipsis read as a full stop",
+        "text_to_speech.py",
+        '    if text.endswith("...") or re.search(r"\\n\\s*\\n", clause_text):',
+        '    if re.search(r"\\n\\s*\\n", clause_text):',
+        ["tests/test_text_to_speech.py"],
+    ),
+    Bug(
+        "tts: the character looked ahead at kept in the clause",
+        "text_to_speech.py",
+        '        clause_text = encoded[start : end - 1].decode(errors="ignore")',
+        '        clause_text = encoded[start:end].decode(errors="ignore")',
+        ["tests/test_text_to_speech.py"],
+    ),
+    Bug(
+        "tts: a sentence's audio not scaled to its peak",
+        "text_to_speech.py",
+        "    audio = audio / peak if peak >= 1e-8 else np.zeros_like(audio)",
+        "    audio = audio * 0.9",
+        ["tests/test_text_to_speech.py"],
+    ),
+    Bug(
+        "tts: the voice's noise scales ignored",
+        "text_to_speech.py",
+        '    scales = [inference["noise_scale"], inference["length_scale"], inference["noise_w"]]',
+        '    scales = [0.0, inference["length_scale"], 0.0]',
+        ["tests/test_text_to_speech.py"],
+    ),
+    Bug(
+        "tts: the voice computed in the CPU's default precision (bf16 here)",
+        "text_to_speech.py",
+        'F32_CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}',
+        "F32_CONFIG = {}",
+        ["tests/test_text_to_speech.py"],
+    ),
 ]
 
 

@@ -16,7 +16,7 @@ from conftest import REPO
 pytestmark = pytest.mark.reference
 
 
-def test_quick_benchmark_prints_every_figure_for_both_sides():
+def test_quick_benchmark_prints_every_figure_for_both_sides(piper_voice):
     run = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "benchmark.py"), "--quick"],
         capture_output=True,
@@ -41,6 +41,8 @@ def test_quick_benchmark_prints_every_figure_for_both_sides():
         "inpaint (inpainting.py), 64x64",
         "whisper (whisper.py)",
         "embeddings (text_embeddings.py), ir,",
+        "tts (text_to_speech.py), en_US-joe-medium",
+        "tts, compiling",
     ):
         found = [row for row in rows if row.startswith(f"| {kind}")]
         assert found, kind
