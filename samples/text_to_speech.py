@@ -42,10 +42,10 @@ SENTENCE_ENDS = (".", "?", "!")
 PAUSES = (",", ":", ";")
 AUDIO_OUTPUT_SYNCHRONOUS = 2  # espeak_Initialize: no sound device, nothing played
 IPA = 2  # espeak_TextToPhonemes: phonemes as IPA characters
-# Always f32. A CPU that computes in bf16 by default (AMD EPYC with AVX512-BF16, Xeon
-# with AMX) gets a noisy sentence's length wrong about one time in ten on OpenVINO
-# 2026.4.1 (then "Range ... overflow", or no audio); in f32, never in 400 runs, and the
-# numbers equal onnxruntime's.
+# Always f32. Where the CPU's default is bf16 (seen on an AMD EPYC with AVX512-BF16),
+# OpenVINO 2026.4.1 gets a noisy sentence's length wrong about one time in ten (then
+# "Range ... overflow", or no audio); in f32 never, in 400 runs, and the numbers
+# equal onnxruntime's.
 F32_CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}
 
 
