@@ -77,10 +77,9 @@ def start_espeak(espeak_voice: str) -> ctypes.CDLL:
 
 def clause_mark(clause_text: str) -> str:
     """The punctuation that ends a clause's text: the first of a run ("?!" is a
-    question); none for an ellipsis, which eSpeak reads as a pause, or where a blank
-    line follows, which eSpeak reads as a paragraph's end."""
+    question); none for an ellipsis, which eSpeak reads as a pause."""
     text = clause_text.rstrip().rstrip("\"')]}»”’")  # closing quotes, brackets too
-    if text.endswith("...") or re.search(r"\n\s*\n", clause_text):
+    if text.endswith("..."):
         return ""
     marks = text[len(text.rstrip(CLAUSE_MARKS)) :]
     return marks[:1]
@@ -106,12 +105,14 @@ def phonemize(espeak: ctypes.CDLL, text: str) -> list[str]:
         # The clause's text, without the character looked ahead at (NULL: the end).
         end = pointer.value - base if pointer.value else len(encoded) + 1
         clause_text = encoded[start : end - 1].decode(errors="ignore")
-        mark = clause_mark(clause_text)
+        # A blank line ends a paragraph, for eSpeak: the sentence ends, with no mark.
+        paragraph_end = re.search(r"\n\s*\n", clause_text)
+        mark = "" if paragraph_end else clause_mark(clause_text)
         # Words of another language come inside (lang) flags: Piper drops the flags.
         sentence += re.sub(r"\([^)]+\)", "", phonemes) + mark
         if mark in PAUSES:
             sentence += " "
-        if mark in SENTENCE_ENDS or re.search(r"\n\s*\n", clause_text):
+        if mark in SENTENCE_ENDS or paragraph_end:
             sentences.append(sentence)
             sentence = ""
     sentences.append(sentence)

@@ -584,8 +584,8 @@ BUGS = [
     Bug(
         "tts: an ellipsis read as a full stop",
         "text_to_speech.py",
-        '    if text.endswith("...") or re.search(r"\\n\\s*\\n", clause_text):',
-        '    if re.search(r"\\n\\s*\\n", clause_text):',
+        '    if text.endswith("..."):',
+        "    if False:",
         ["tests/test_text_to_speech.py"],
     ),
     Bug(
