@@ -10,6 +10,7 @@ Needs tests/requirements.txt. Example: python scripts/speak.py "Hello there." he
 
 import argparse
 import ctypes
+import math
 import sys
 import wave
 from pathlib import Path
@@ -27,7 +28,6 @@ CALLBACK = ctypes.CFUNCTYPE(
 def speak(text: str, voice: str = "en") -> np.ndarray:
     """int16 samples at 16 kHz of eSpeak NG saying TEXT."""
     import espeakng_loader
-    from scipy.signal import resample_poly
 
     library = ctypes.CDLL(espeakng_loader.get_library_path())
     data_path = espeakng_loader.get_data_path().encode()
@@ -49,8 +49,17 @@ def speak(text: str, voice: str = "en") -> np.ndarray:
     # no unique identifier, no user data.
     library.espeak_Synth(encoded, len(encoded) + 1, 0, 0, 0, 1, None, None)
     library.espeak_Synchronize()
-    audio = np.concatenate(chunks).astype(np.float64)
-    resampled = resample_poly(audio, RATE // 50, ESPEAK_RATE // 50)
+    return to_whisper_rate(np.concatenate(chunks), ESPEAK_RATE)
+
+
+def to_whisper_rate(samples: np.ndarray, rate: int) -> np.ndarray:
+    """16-bit samples at RATE (Whisper's 16 kHz) of SAMPLES taken at `rate` Hz."""
+    from scipy.signal import resample_poly
+
+    common = math.gcd(RATE, rate)
+    resampled = resample_poly(
+        samples.astype(np.float64), RATE // common, rate // common
+    )
     return np.clip(np.round(resampled), -32768, 32767).astype(np.int16)
 
 

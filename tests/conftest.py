@@ -181,6 +181,14 @@ def check_bad_argument(run: Run, says: str) -> None:
     assert run.stderr.startswith(f"{run.name}: error: "), run.stderr
 
 
+def check_bad_case(run: Run, says: str, is_argument: bool) -> None:
+    """A table's case: check_bad_argument for a bad argument, else check_bad_input."""
+    if is_argument:
+        check_bad_argument(run, says)
+    else:
+        check_bad_input(run, says)
+
+
 FIXTURE_BUILDERS = REPO / "tests" / "fixtures"  # what builds tests/data
 
 

@@ -20,6 +20,7 @@ from conftest import (
     REPO,
     TINY_IR,
     check_bad_argument,
+    check_bad_case,
     check_bad_input,
     detokenize,
     genai_greedy_texts,
@@ -153,10 +154,7 @@ ARGUMENT_CASES = {"empty prompt", "zero tokens"}
 def test_speculative_bad_input_gives_one_line_and_exit_code_2(name, tmp_path):
     make_args, says = BAD_INPUTS[name]
     run = run_sample("speculative_decoding.py", *make_args(tmp_path))
-    if name in ARGUMENT_CASES:
-        check_bad_argument(run, says)
-    else:
-        check_bad_input(run, says)
+    check_bad_case(run, says, name in ARGUMENT_CASES)
 
 
 @pytest.mark.parametrize(

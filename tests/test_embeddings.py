@@ -17,8 +17,7 @@ from conftest import (
     REPO,
     TINY_IR,
     UNKNOWN_DEVICE,
-    check_bad_argument,
-    check_bad_input,
+    check_bad_case,
     check_same_weights,
     copy_with_truncated,
     copy_without,
@@ -149,10 +148,7 @@ def test_bad_input_gives_one_line_and_exit_code_2(name, tmp_path):
     elif name == "unknown device":
         args += ["--device", "TPU"]
     run = run_sample("text_embeddings.py", model, *args)
-    if name in ARGUMENT_CASES:
-        check_bad_argument(run, BAD_INPUTS[name])
-    else:
-        check_bad_input(run, BAD_INPUTS[name])
+    check_bad_case(run, BAD_INPUTS[name], name in ARGUMENT_CASES)
     assert not (tmp_path / "nowhere").exists()
 
 

@@ -18,8 +18,7 @@ import pytest
 from conftest import (
     SAMPLES_DIR,
     TINY_SD,
-    check_bad_argument,
-    check_bad_input,
+    check_bad_case,
     check_edit_case,
     copy_without,
     model_for,
@@ -199,8 +198,5 @@ def test_bad_input_gives_one_line_and_exit_code_2(name, tmp_path):
     run = run_sample(
         "image_to_image.py", model, image, "a cat", "--output", output, *args
     )
-    if name in ARGUMENT_CASES:
-        check_bad_argument(run, says)
-    else:
-        check_bad_input(run, says)
+    check_bad_case(run, says, name in ARGUMENT_CASES)
     assert not output.exists()

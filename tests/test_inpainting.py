@@ -15,8 +15,7 @@ import pytest
 from conftest import (
     TINY_INPAINT,
     TINY_SD,
-    check_bad_argument,
-    check_bad_input,
+    check_bad_case,
     check_edit_case,
     copy_without,
     model_for,
@@ -95,8 +94,5 @@ def test_bad_input_gives_one_line_and_exit_code_2(name, tmp_path):
     output = tmp_path / "out.png"
     image = INPUTS / "rgb.png"
     run = run_sample("inpainting.py", model, image, mask, "--output", output, *args)
-    if name in ARGUMENT_CASES:
-        check_bad_argument(run, BAD_INPUTS[name])
-    else:
-        check_bad_input(run, BAD_INPUTS[name])
+    check_bad_case(run, BAD_INPUTS[name], name in ARGUMENT_CASES)
     assert not output.exists()

@@ -19,8 +19,7 @@ from conftest import (
     REPO,
     TINY_IR,
     UNKNOWN_DEVICE,
-    check_bad_argument,
-    check_bad_input,
+    check_bad_case,
     detokenize,
     last_stats,
     read_cases,
@@ -178,10 +177,7 @@ def test_bad_input_gives_one_line_and_exit_code_2(name, tmp_path):
     else:
         adapter = adapter_copy(tmp_path, name)
     run = run_sample("lora.py", model, adapter, prompt, *extra)
-    if name in ARGUMENT_CASES:
-        check_bad_argument(run, BAD_INPUTS[name])
-    else:
-        check_bad_input(run, BAD_INPUTS[name])
+    check_bad_case(run, BAD_INPUTS[name], name in ARGUMENT_CASES)
 
 
 @pytest.mark.reference

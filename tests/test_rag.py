@@ -22,8 +22,7 @@ from conftest import (
     REPO,
     TINY_IR,
     UNKNOWN_DEVICE,
-    check_bad_argument,
-    check_bad_input,
+    check_bad_case,
     check_ctrl_c,
     copy_without,
     detokenize,
@@ -222,10 +221,7 @@ def test_bad_input_gives_one_line_and_exit_code_2(name, tmp_path):
     elif name == "unknown device":
         args += ["--device", "TPU"]
     run = run_sample("rag.py", model, *args)
-    if name in ARGUMENT_CASES:
-        check_bad_argument(run, BAD_INPUTS[name])
-    else:
-        check_bad_input(run, BAD_INPUTS[name])
+    check_bad_case(run, BAD_INPUTS[name], name in ARGUMENT_CASES)
 
 
 def test_ctrl_c_while_answering_exits_130_without_traceback(tmp_path):

@@ -21,8 +21,7 @@ from conftest import (
     PIPER_VOICE,
     REPO,
     UNKNOWN_DEVICE,
-    check_bad_argument,
-    check_bad_input,
+    check_bad_case,
     check_ctrl_c,
     load_sample,
     read_cases,
@@ -32,12 +31,6 @@ from conftest import (
 
 PHONEMES = read_cases(REPO / "tests/data/piper/phonemes.json", "piper_phonemes.py")
 NO_NOISE = ["--noise-scale", 0, "--noise-w", 0]
-
-
-@pytest.fixture(scope="module")
-def voice(piper_voice) -> Path:
-    """The real Joe voice; prepared (idempotently) when missing."""
-    return piper_voice
 
 
 @pytest.fixture(scope="module")
@@ -53,19 +46,19 @@ def read_wav(path: Path) -> tuple[tuple, np.ndarray]:
     return layout, samples
 
 
-def test_ids_are_piper_s_rule(voice, tts):
+def test_ids_are_piper_s_rule(piper_voice, tts):
     """BOS, each phoneme then a pad, EOS: ðə with the Joe voice's map."""
-    config = json.loads(Path(f"{voice}.json").read_text())
+    config = json.loads(Path(f"{piper_voice}.json").read_text())
     assert tts.phoneme_ids("ðə", config["phoneme_id_map"]) == [1, 0, 41, 0, 59, 0, 2]
 
 
 @pytest.mark.parametrize("case", PHONEMES, ids=[case["text"][:24] for case in PHONEMES])
-def test_sentences_and_clauses_are_piper_s(case, voice, tts):
+def test_sentences_and_clauses_are_piper_s(case, piper_voice, tts):
     """Clauses cut at ". ? ! , : ;" (quotes, ellipses, numbers, abbreviations, blank
     lines), each clause's mark written into its phonemes, sentences ended where Piper
     ends them; the ids Piper feeds. Piper's run recorded with espeakng-loader's data:
     phonemes depend on eSpeak's data."""
-    config = json.loads(Path(f"{voice}.json").read_text())
+    config = json.loads(Path(f"{piper_voice}.json").read_text())
     espeak = tts.start_espeak(config["espeak"]["voice"])
     sentences = tts.phonemize(espeak, case["text"])
     ids = [
@@ -74,7 +67,7 @@ def test_sentences_and_clauses_are_piper_s(case, voice, tts):
     assert ids == case["ids"]
 
 
-def test_wav_file_holds_each_sentence_and_says_so(voice, tmp_path):
+def test_wav_file_holds_each_sentence_and_says_so(piper_voice, tmp_path):
     """Mono 16-bit at the voice's rate; stdout: each sentence's phonemes; stderr: where
     it wrote and the stats line, whose seconds are the file's. (Without noise, as
     most tests here: OpenVINO 2026.4.1 fails a noisy inference of this voice now and
@@ -93,7 +86,7 @@ def test_wav_file_holds_each_sentence_and_says_so(voice, tmp_path):
     assert not list(tmp_path.glob(".*partial"))
 
 
-def test_phonemes_give_the_text_s_audio(voice, tmp_path):
+def test_phonemes_give_the_text_s_audio(piper_voice, tmp_path):
     """--phonemes with the lines the text printed: the same WAV file, byte for byte
     (no noise: the same audio every time)."""
     text = "Please call Stella, right now. Ask her to bring these things!"
@@ -115,7 +108,7 @@ def test_phonemes_give_the_text_s_audio(voice, tmp_path):
     assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()
 
 
-def test_default_noise_changes_the_audio(voice, tmp_path):
+def test_default_noise_changes_the_audio(piper_voice, tmp_path):
     """The voice's JSON scales are used: with its noise the audio is not the noise-free
     one."""
     text = "The weather is nice today."
@@ -125,7 +118,7 @@ def test_default_noise_changes_the_audio(voice, tmp_path):
     assert (tmp_path / "a.wav").read_bytes() != (tmp_path / "b.wav").read_bytes()
 
 
-def test_thirty_noisy_sentences_all_speak(voice, tmp_path):
+def test_thirty_noisy_sentences_all_speak(piper_voice, tmp_path):
     """At the voice's own (noisy) scales every sentence gets its audio. In OpenVINO
     2026.4.1's bf16 (the default of CPUs that have it, as this machine's AMD EPYC) about
     one noisy sentence in ten failed ("Range ... overflow") or came out empty; the
@@ -195,21 +188,20 @@ ARGUMENT_CASES = {
 
 
 @pytest.mark.parametrize("name", BAD_INPUTS)
-def test_bad_input_gives_one_line_and_exit_code_2(name, voice, tmp_path):
+def test_bad_input_gives_one_line_and_exit_code_2(name, piper_voice, tmp_path):
     change, args, says = BAD_INPUTS[name]
     model = voice_copy(tmp_path, change, keep_json=change is not None)
     output = tmp_path / "out.wav"
     if "--output" not in args:
         args = [*args, "--output", output]
     run = run_sample("text_to_speech.py", model, *args)
-    if name in ARGUMENT_CASES:
-        check_bad_argument(run, says)
-    else:
-        check_bad_input(run, says)
+    check_bad_case(run, says, name in ARGUMENT_CASES)
     assert not output.exists() and not list(tmp_path.glob(".*partial"))
 
 
-def test_ctrl_c_while_speaking_exits_130_without_traceback_or_file(voice, tmp_path):
+def test_ctrl_c_while_speaking_exits_130_without_traceback_or_file(
+    piper_voice, tmp_path
+):
     """A long text; SIGINT once its first sentence's phonemes are on stdout."""
     output = tmp_path / "long.wav"
     text = " ".join(["The train to London leaves early in the morning."] * 200)
@@ -251,7 +243,7 @@ SENTENCES = [
 @pytest.mark.reference
 @pytest.mark.parametrize("length_scale", [1.0, 1.2])
 @pytest.mark.parametrize("text", SENTENCES)
-def test_audio_is_piper_s_onnxruntime_audio(text, length_scale, voice, tmp_path):
+def test_audio_is_piper_s_onnxruntime_audio(text, length_scale, piper_voice, tmp_path):
     """Scales [0, length, 0] (no noise): the same number of samples as piper-tts's
     onnxruntime run, 99.5 % of them within one 16-bit step and none more than 12 away.
     OpenVINO and onnxruntime compute the floats within about 2e-5 of each other; each
@@ -261,7 +253,7 @@ def test_audio_is_piper_s_onnxruntime_audio(text, length_scale, voice, tmp_path)
     run = run_sample("text_to_speech.py", *args)
     assert run.returncode == 0, run.stderr
     _, ours = read_wav(output)
-    theirs = piper_audio(voice, text, length_scale)
+    theirs = piper_audio(piper_voice, text, length_scale)
     assert len(ours) == len(theirs)
     steps = np.abs(ours.astype(int) - theirs.astype(int))
     assert (steps <= 1).mean() >= 0.995 and steps.max() <= 12, steps.max()
@@ -296,22 +288,17 @@ def words(text: str) -> list[str]:
 
 @pytest.mark.reference
 @pytest.mark.parametrize("sentence", ROUND_TRIP)
-def test_whisper_hears_the_words(sentence, voice, whisper_model, tmp_path):
+def test_whisper_hears_the_words(sentence, piper_voice, whisper_model, tmp_path):
     """Spoken at the voice's own scales, resampled to 16 kHz, transcribed by
     samples/whisper.py with tiny.en: the same words, up to case and punctuation."""
-    from scipy.signal import resample_poly
+    from speak import to_whisper_rate, write_wav  # scripts/speak.py
 
     spoken = tmp_path / "spoken.wav"
     run = run_sample("text_to_speech.py", sentence, "--output", spoken)
     assert run.returncode == 0, run.stderr
     _, samples = read_wav(spoken)
-    resampled = resample_poly(samples.astype(np.float64), 320, 441)  # 22050 -> 16000
     heard_wav = tmp_path / "heard.wav"
-    with wave.open(str(heard_wav), "wb") as file:
-        file.setnchannels(1)
-        file.setsampwidth(2)
-        file.setframerate(16000)
-        file.writeframes(np.clip(np.round(resampled), -32768, 32767).astype("<i2"))
+    write_wav(heard_wav, to_whisper_rate(samples, 22050))
     heard = run_sample("whisper.py", whisper_model, heard_wav)
     assert heard.returncode == 0, heard.stderr
     assert words(heard.stdout) == words(sentence)
