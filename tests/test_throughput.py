@@ -138,6 +138,10 @@ class CpuCore:
         return config
 
 
+# What an Intel Xeon with AMX lists as OPTIMIZATION_CAPABILITIES.
+XEON_CAPABILITIES = ["FP32", "BF16", "FP16", "INT8", "BIN", "EXPORT_IMPORT"]
+
+
 def test_no_bf16_throughput_streams_on_a_xeon_with_amx():
     """OpenVINO 2026.4.1's CPU plugin dies (SIGFPE) compiling an uncompressed LLM in
     bf16 with one thread a stream on a Xeon with AMX, which the throughput hint gives
@@ -153,7 +157,7 @@ def test_no_bf16_throughput_streams_on_a_xeon_with_amx():
         assert threads // streams == 1  # what the plugin gives the hint on 2 cores
     throughput = load_sample("throughput.py")
     args = argparse.Namespace(device="CPU", f32=False)
-    xeon = CpuCore(["FP32", "BF16", "FP16", "INT8", "BIN", "EXPORT_IMPORT"])
+    xeon = CpuCore(XEON_CAPABILITIES)
     config = throughput.compile_for_throughput(xeon, None, args)
     assert config["INFERENCE_PRECISION_HINT"] == "f16"
     assert config["PERFORMANCE_HINT"] == "THROUGHPUT"
@@ -188,7 +192,7 @@ def test_the_f16_rule_holds_wherever_the_cpu_may_run_the_model(device):
     computes in f16 anyway)."""
     throughput = load_sample("throughput.py")
     args = argparse.Namespace(device=device, f32=False)
-    xeon = CpuCore(["FP32", "BF16", "FP16", "INT8", "BIN", "EXPORT_IMPORT"])
+    xeon = CpuCore(XEON_CAPABILITIES)
     config = throughput.compile_for_throughput(xeon, None, args)
     assert ("INFERENCE_PRECISION_HINT" in config) == DEVICES[device], config
     if DEVICES[device]:
