@@ -4,11 +4,12 @@
 The picture becomes pixel values as transformers' image processor makes them (Pillow's
 bicubic resize, reproduced here exactly), the vision IR turns them into image
 features already in the language model's embedding space, and those rows replace the
-image token's rows of the prompt's text embeddings; the language IR then answers as
-chat.py's loop does, fed `inputs_embeds` instead of ids, with the conversation in its
-KV cache. Questions come one a line on stdin until EOF (a blank line is skipped): the
-first is asked about the picture, later ones continue the conversation. Answers
-stream to stdout; a stats line per turn goes to stderr.
+image token's rows of the prompt's text embeddings; the language IR then answers
+greedily, fed `inputs_embeds` instead of ids, with the conversation in its KV cache.
+Questions come one a line on stdin until EOF (a blank line is skipped): the first is
+asked about the picture, later ones continue the conversation; each turn feeds only
+what the templated history adds. Answers stream to stdout; a stats line per turn goes
+to stderr (the first also says how long the picture took).
 MODEL_DIR is what `optimum-cli export openvino --task image-text-to-text` writes for a
 LLaVA model (llava-1.5, llava-interleave-qwen, BakLLaVA). IMAGE is an 8-bit PNG.
 Example: echo "What is in the picture?" | python samples/visual_language_chat.py

@@ -12,6 +12,10 @@ FORMATS = {
     # greedy.py, paged_attention.py, rag.py
     "greedy": r"(?P<prompt_tokens>\d+) prompt tokens, (?P<new_tokens>\d+) new tokens, "
     rf"first in (?P<first_token_ms>\d+) ms, then (?P<tokens_per_second>{NUMBER}) tokens/s",
+    # visual_language_chat.py: greedy's, and the picture on the first turn
+    "vision": r"(?P<prompt_tokens>\d+) prompt tokens, (?P<new_tokens>\d+) new tokens, "
+    rf"first in (?P<first_token_ms>\d+) ms, then (?P<tokens_per_second>{NUMBER}) tokens/s"
+    r"(?:; the picture: (?P<image_tokens>\d+) tokens in (?P<vision_ms>\d+) ms)?",
     # multinomial.py
     "sampling": r"(?P<prompt_tokens>\d+) prompt tokens, (?P<new_tokens>\d+) new tokens "
     rf"in (?P<seconds>{NUMBER}) s",
@@ -40,7 +44,8 @@ def parse_stats(line: str) -> dict[str, float]:
         if found:
             figures = {}
             for name, value in found.groupdict().items():
-                figures[name] = float(value) if "." in value else int(value)
+                if value is not None:  # an optional part left out
+                    figures[name] = float(value) if "." in value else int(value)
             return figures
     raise ValueError(f"not a stats line of the samples: {line!r}")
 
