@@ -108,8 +108,7 @@ def resize_weights(in_size: int, out_size: int) -> np.ndarray:
     far = (((x - 5) * x + 8) * x - 4) * -0.5
     kernel = np.where(x < 1.0, near, np.where(x < 2.0, far, 0.0))
     kernel = np.where((pixels >= first) & (pixels < last), kernel, 0.0)
-    # Summed left to right (cumsum), as Pillow sums: numpy's sum adds in another order.
-    kernel = kernel / np.cumsum(kernel, axis=1)[:, -1:]
+    kernel = kernel / kernel.sum(axis=1, keepdims=True)
     # Rounded half away from zero.
     return np.trunc(kernel * FIXED_POINT + np.copysign(0.5, kernel))
 

@@ -616,6 +616,48 @@ BUGS = [
         "F32_CONFIG = {}",
         ["tests/test_text_to_speech.py"],
     ),
+    Bug(
+        "vlm: the resize always starts with the width (Pillow 12 and older)",
+        "visual_language_chat.py",
+        "    if image.shape[0] - height > max(2 * (image.shape[1] - width), 0):",
+        "    if False:",
+        ["tests/test_visual_language_chat.py"],
+    ),
+    Bug(
+        "vlm: weights truncated to the fixed point, not rounded",
+        "visual_language_chat.py",
+        "    return np.trunc(kernel * FIXED_POINT + np.copysign(0.5, kernel))",
+        "    return np.trunc(kernel * FIXED_POINT)",
+        ["tests/test_visual_language_chat.py"],
+    ),
+    Bug(
+        "vlm: the center crop's offset rounded up",
+        "visual_language_chat.py",
+        '        top = (image.shape[0] - crop["height"]) // 2',
+        '        top = (image.shape[0] - crop["height"] + 1) // 2',
+        ["tests/test_visual_language_chat.py"],
+    ),
+    Bug(
+        "vlm: rescaled in float32, not float64",
+        "visual_language_chat.py",
+        '    pixels = (image * np.float64(settings["rescale_factor"])).astype(np.float32)',
+        '    pixels = image * np.float32(settings["rescale_factor"])',
+        ["tests/test_visual_language_chat.py"],
+    ),
+    Bug(
+        "vlm: one image token, not one per feature",
+        "visual_language_chat.py",
+        "        ids = np.repeat(ids, np.where(ids == image_token_id, features.shape[1], 1))",
+        "        ids = ids",
+        ["tests/test_visual_language_chat.py"],
+    ),
+    Bug(
+        "vlm: the cache not reset when the history parts from it",
+        "visual_language_chat.py",
+        "            request.reset_state()\n",
+        "",
+        ["tests/test_visual_language_chat.py"],
+    ),
 ]
 
 

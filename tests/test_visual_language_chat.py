@@ -21,9 +21,11 @@ from conftest import (
     check_bad_argument,
     check_bad_input,
     check_ctrl_c,
+    check_same_weights,
     detokenize,
     load_sample,
     parse_stats,
+    rebuild,
     run_sample,
 )
 
@@ -231,3 +233,64 @@ def test_ctrl_c_exits_130_without_traceback():
         started=asked_first,
         stdin=b"Hi\n",
     )
+
+
+@pytest.mark.reference
+def test_committed_fixtures_are_what_the_script_builds(tmp_path):
+    """tests/fixtures/tiny_llava.py afresh: the same pictures, weights, and
+    transformers' pixel values and answers."""
+    rebuilt = rebuild("tiny_llava.py", tmp_path / "tiny-llava")
+    for picture in sorted(PICTURES.iterdir()):
+        assert (
+            rebuilt / "pictures" / picture.name
+        ).read_bytes() == picture.read_bytes()
+    for kind in KINDS:
+        fresh = json.loads((rebuilt / kind / "expected.json").read_text())
+        assert fresh == expected(kind), kind
+        fresh_pixels = np.load(rebuilt / kind / "pixels.npz")
+        pixels = np.load(DATA / kind / "pixels.npz")
+        for name in pixels.files:
+            assert np.array_equal(fresh_pixels[name], pixels[name]), (kind, name)
+        for name in ("language", "text_embeddings", "vision_embeddings"):
+            xml = f"openvino_{name}_model.xml"
+            check_same_weights(rebuilt / kind / "ir" / xml, DATA / kind / "ir" / xml)
+
+
+def genai_folder(kind: str, tmp_path: Path) -> Path:
+    """A copy of the fixture with preprocessor_config.json written out: openvino_genai
+    reads the image processor's settings only there."""
+    folder = tmp_path / kind
+    shutil.copytree(DATA / kind / "ir", folder)
+    settings = json.loads((folder / "processor_config.json").read_text())
+    settings = settings["image_processor"]
+    (folder / "preprocessor_config.json").write_text(json.dumps(settings))
+    return folder
+
+
+@pytest.mark.reference
+def test_clip_fixture_answers_equal_openvino_genai(tmp_path):
+    """openvino_genai's VLMPipeline on the same IR and picture gives the sample's
+    first answer, for every picture of the CLIP fixture."""
+    import openvino as ov
+    import openvino_genai
+
+    folder = genai_folder("clip", tmp_path)
+    pipeline = openvino_genai.VLMPipeline(
+        str(folder),
+        "CPU",
+        INFERENCE_PRECISION_HINT="f32",
+        KV_CACHE_PRECISION="f32",
+        DYNAMIC_QUANTIZATION_GROUP_SIZE="0",
+    )
+    case = expected("clip")
+    config = openvino_genai.GenerationConfig()
+    config.max_new_tokens = case["max_new_tokens"]
+    for name in sorted(case["pictures"]):
+        rgb = np.asarray(Image.open(PICTURES / name).convert("RGB"))
+        images = [ov.Tensor(rgb[None])]
+        result = pipeline.generate(
+            case["question"], images=images, generation_config=config
+        )
+        run = ask("clip", PICTURES / name, [case["question"]])
+        assert run.returncode == 0, run.stderr
+        assert run.stdout == result.texts[0] + "\n", name
