@@ -328,6 +328,7 @@ def main() -> None:
     for line in sys.stdin:  # a question a line, to the end of input (Ctrl-D)
         if not line.strip():
             continue  # a blank line is no question
+        start = time.perf_counter()  # the first token's time counts from the question
         # The first question shows the picture.
         content = [{"type": "image"}] if not messages else []
         content.append({"type": "text", "text": line.rstrip("\n")})
@@ -345,7 +346,6 @@ def main() -> None:
             cached = []
         new_embeds = embeds[:, len(cached) :]
 
-        start = time.perf_counter()
         tokens = []  # the answer's token ids
         printed = ""  # the answer's text on stdout so far
         while len(tokens) < args.max_new_tokens:

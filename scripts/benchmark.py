@@ -49,6 +49,10 @@ figures, and its peak RSS (VmHWM) is its own.
                 genai column: openvino_genai has no Piper pipeline) on the Joe voice
                 (scripts/prepare_voice.py), two sentences at the voice's own scales;
                 needs piper-tts (tests/requirements.txt)
+  vlm           time to first token (the picture's encoding included) and decode
+                tokens/s of visual_language_chat.py and of genai's VLMPipeline on the
+                same IR and picture: the tiny CLIP LLaVA fixture (no real LLaVA reaches
+                these machines), a 301 x 203 PNG, one question, 128 new tokens at most
 --quick runs the tiny fixtures with short prompts, once: it shows that everything runs
 (the tests use it).
 Needs scripts/requirements.txt (openvino-genai). Example: python scripts/benchmark.py
@@ -59,6 +63,7 @@ import argparse
 import json
 import os
 import re
+import runpy
 import shutil
 import statistics
 import struct
@@ -133,10 +138,24 @@ if task["kind"] == "embeddings":
     vectors = pipe.embed_documents(task["texts"])
     seconds = time.perf_counter() - start
     print(json.dumps({"texts_per_s": len(task["texts"]) / seconds, "vectors": [list(v) for v in vectors]}))
+if task["kind"] == "vlm":
+    import numpy as np
+    import openvino as ov
+    pipe = openvino_genai.VLMPipeline(task["model"], "CPU")
+    config = openvino_genai.GenerationConfig(max_new_tokens=task["max_new_tokens"])
+    images = [ov.Tensor(np.load(task["image"]))]  # (1, height, width, 3) uint8
+    def stream(text):  # as genai's own visual_language_chat.py streams (the sample prints too)
+        sys.stderr.write(text)
+        return False  # go on
+    result = pipe.generate(task["question"], images=images, generation_config=config, streamer=stream)
+    sys.stderr.write("\\n")
+    metrics = result.perf_metrics
+    print(json.dumps({"ttft_ms": metrics.get_ttft().mean, "tokens_per_s": metrics.get_throughput().mean,
+                      "text": result.texts[0]}))
 if task["kind"] in ("image", "img2img", "inpaint"):
     print(json.dumps({"step_s": metrics.get_first_and_other_iter_duration()[1] / 1000,
                       "unet_s": metrics.get_first_and_other_unet_infer_duration()[1] / 1000}))
-elif task["kind"] not in ("whisper", "embeddings"):
+elif task["kind"] not in ("whisper", "embeddings", "vlm"):
     extra = {}
     if task.get("adapter"):  # genai's alpha is the whole scale (lora_alpha / r included)
         adapter = openvino_genai.Adapter(task["adapter"])
@@ -175,6 +194,7 @@ PARTS = [
     "embeddings",
     "lora",
     "tts",
+    "vlm",
 ]
 # The Piper side: the voice loaded (onnxruntime), the text phonemized, each sentence's
 # inference timed; its figures printed as JSON.
@@ -214,10 +234,15 @@ THROUGHPUT_PROMPTS = [
 ]
 
 
-def run(label: str, command: list[str]) -> tuple[str, str, float, float]:
-    """stdout, stderr without the RSS line, peak RSS in MB, wall seconds of one process."""
+def run(
+    label: str, command: list[str], stdin: str = ""
+) -> tuple[str, str, float, float]:
+    """stdout, stderr without the RSS line, peak RSS in MB, wall seconds of one process
+    (STDIN its standard input)."""
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        command, capture_output=True, text=True, check=False, input=stdin
+    )
     wall = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"{label} failed: {done.stderr.strip()[-800:]}")
@@ -225,10 +250,11 @@ def run(label: str, command: list[str]) -> tuple[str, str, float, float]:
     return done.stdout, "\n".join(lines), int(rss.split()[1]) / 1024, wall
 
 
-def sample(name: str, *args) -> tuple[str, str, float, float]:
+def sample(name: str, *args, stdin: str = "") -> tuple[str, str, float, float]:
     return run(
         f"samples/{name}",
         [sys.executable, "-c", WITH_RSS, str(SAMPLES / name), *map(str, args)],
+        stdin,
     )
 
 
@@ -897,6 +923,71 @@ def main() -> None:
             "ms",
         )
         table.add("tts, peak RSS", results["rss"], results["piper rss"], None, "MB")
+    if "vlm" in args.parts:
+        # genai reads the image processor's settings only from preprocessor_config.json.
+        vlm_model = scratch / "tiny-llava-clip"
+        shutil.copytree(
+            REPO / "tests" / "data" / "tiny-llava" / "clip" / "ir", vlm_model
+        )
+        settings = json.loads((vlm_model / "processor_config.json").read_text())
+        settings_path = vlm_model / "preprocessor_config.json"
+        settings_path.write_text(json.dumps(settings["image_processor"]))
+        picture = (
+            REPO
+            / "tests"
+            / "data"
+            / "tiny-llava"
+            / "pictures"
+            / "rgb-portrait-large.png"
+        )
+        read_png = runpy.run_path(str(SAMPLES / "visual_language_chat.py"))["read_png"]
+        np.save(scratch / "picture.npy", read_png(picture)[None])
+        question = "What is in the picture?"
+        vlm_tokens = 16 if args.quick else 128
+        task = {
+            "kind": "vlm",
+            "model": str(vlm_model),
+            "image": str(scratch / "picture.npy"),
+        }
+        task.update(question=question, max_new_tokens=vlm_tokens)
+        results = {key: [] for key in ("ttft", "genai ttft", "speed", "genai speed")}
+        results.update(rss=[], genai_rss=[])
+        for run_index in range(warm_up + runs):
+            stdout, stderr, rss, _ = sample(
+                "visual_language_chat.py",
+                vlm_model,
+                picture,
+                "--max-new-tokens",
+                vlm_tokens,
+                stdin=question + "\n",
+            )
+            result, genai_rss = genai(task)
+            if stdout != result["text"] + "\n":
+                raise SystemExit("the answers differ: not the same task")
+            if run_index >= warm_up:
+                stats = last_stats(stderr)
+                results["ttft"].append(stats["first_token_ms"] + stats["vision_ms"])
+                results["genai ttft"].append(result["ttft_ms"])
+                results["speed"].append(stats["tokens_per_second"])
+                results["genai speed"].append(result["tokens_per_s"])
+                results["rss"].append(rss)
+                results["genai_rss"].append(genai_rss)
+        table.add(
+            "vlm (visual_language_chat.py), tiny CLIP LLaVA, 301 x 203 PNG, time to "
+            "first token with the picture's encoding",
+            results["ttft"],
+            results["genai ttft"],
+            None,
+            "ms",
+        )
+        table.add(
+            "vlm, decode",
+            results["speed"],
+            results["genai speed"],
+            None,
+            "tokens/s",
+        )
+        table.add("vlm, peak RSS", results["rss"], results["genai_rss"], None, "MB")
     shutil.rmtree(scratch)
     print(table)
 
