@@ -154,7 +154,7 @@ if task["kind"] == "vlm":
     sys.stderr.write("\\n")
     metrics = result.perf_metrics
     # Decode speed over the wall clock after the first token, as the sample's stats line counts it
-    # (get_throughput() leaves out the streamer's time).
+    # (its own get_throughput() is printed beside it).
     ttft_s = metrics.get_ttft().mean / 1000
     tokens = metrics.get_num_generated_tokens()
     print(json.dumps({"ttft_ms": ttft_s * 1000, "tokens_per_s": (tokens - 1) / (wall - ttft_s),
@@ -997,7 +997,7 @@ def main() -> None:
             "tokens/s",
         )
         table.add(
-            "vlm, decode against genai's get_throughput() (its loop without the streamer)",
+            "vlm, decode against genai's own get_throughput()",
             results["speed"],
             results["genai throughput"],
             None,
