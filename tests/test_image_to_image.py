@@ -9,8 +9,6 @@ filters on files this test writes, and against Pillow in the reference tier.
 """
 
 import importlib.util
-import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -22,6 +20,7 @@ from conftest import (
     check_edit_case,
     copy_without,
     model_for,
+    png_file,
     read_cases,
     run_sample,
 )
@@ -40,42 +39,6 @@ def test_matches_diffusers(name, tmp_path):
     pictures = [INPUTS / case["image"]]
     output = tmp_path / "out.png"
     check_edit_case("image_to_image.py", model, pictures, case, expected, output)
-
-
-def filtered(raw: np.ndarray, bpp: int, kind: int) -> np.ndarray:
-    """One PNG filter applied to every row of raw (height, bytes), as the PNG
-    specification defines it: each byte minus a guess from the byte bpp to its left
-    (a), above (b) and above-left (c)."""
-    raw = raw.astype(np.int64)
-    a = np.pad(raw, ((0, 0), (bpp, 0)))[:, :-bpp]
-    b = np.pad(raw, ((1, 0), (0, 0)))[:-1]
-    c = np.pad(b, ((0, 0), (bpp, 0)))[:, :-bpp]
-    p = a + b - c
-    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-    paeth = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
-    guess = [np.zeros_like(raw), a, b, (a + b) // 2, paeth][kind]
-    return ((raw - guess) % 256).astype(np.uint8)
-
-
-def png_file(pixels: np.ndarray, colour: int, palette=None, depth=8, interlace=0):
-    """A PNG of (height, width, channels) bytes whose rows take filters 0, 1, 2, 3, 4
-    in turn."""
-    height, width, channels = pixels.shape
-    raw = pixels.reshape(height, width * channels)
-    rows = b"".join(
-        bytes([y % 5]) + filtered(raw, channels, y % 5)[y].tobytes()
-        for y in range(height)
-    )
-    header = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, interlace)
-    chunks = [(b"IHDR", header)]
-    if palette is not None:
-        chunks.append((b"PLTE", palette.tobytes()))
-    chunks += [(b"IDAT", zlib.compress(rows)), (b"IEND", b"")]
-    data = b"\x89PNG\r\n\x1a\n"
-    for kind, body in chunks:
-        data += struct.pack(">I", len(body)) + kind + body
-        data += struct.pack(">I", zlib.crc32(kind + body))
-    return data
 
 
 def sample_read_png():

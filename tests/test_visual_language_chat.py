@@ -8,8 +8,6 @@ tests/fixtures/tiny_llava.py; the resize is checked against Pillow itself.
 
 import json
 import shutil
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +20,11 @@ from conftest import (
     check_bad_input,
     check_ctrl_c,
     check_same_weights,
+    copy_without,
     detokenize,
     load_sample,
     parse_stats,
+    png_file,
     rebuild,
     run_sample,
 )
@@ -40,6 +40,13 @@ def expected(kind: str) -> dict:
 
 
 CASES = [(kind, name) for kind in KINDS for name in sorted(expected(kind)["pictures"])]
+
+
+def answers(kind: str, name: str) -> str:
+    """stdout for transformers' turns on a picture: the text their ids decode to."""
+    ir = DATA / kind / "ir"
+    turns = expected(kind)["pictures"][name]
+    return "".join(detokenize(ir, turn["new_ids"]) + "\n" for turn in turns)
 
 
 def ask(kind: str, picture: Path, questions: list[str], *extra):
@@ -69,8 +76,7 @@ def test_answers_equal_transformers(kind, name):
     questions = [case["question"], case["follow_up"]][: len(turns)]
     run = ask(kind, PICTURES / name, questions)
     assert run.returncode == 0, run.stderr
-    ir = DATA / kind / "ir"
-    assert run.stdout == "".join(detokenize(ir, t["new_ids"]) + "\n" for t in turns)
+    assert run.stdout == answers(kind, name)
     lines = run.stderr.splitlines()
     assert len(lines) == len(turns)
     for line, turn in zip(lines, turns):
@@ -96,9 +102,7 @@ def test_blank_lines_are_skipped():
     name = "rgb-landscape-small.png"
     stdin = ["", "  ", case["question"], "", case["follow_up"]]
     run = ask("clip", PICTURES / name, stdin)
-    turns = case["pictures"][name]
-    ir = DATA / "clip" / "ir"
-    assert run.stdout == "".join(detokenize(ir, t["new_ids"]) + "\n" for t in turns)
+    assert run.stdout == answers("clip", name)
 
 
 # Sizes up and down, odd, one pixel wide or tall, equal on one side (no pass there),
@@ -134,21 +138,6 @@ def test_resize_equals_pillow():
         assert np.array_equal(ours, np.asarray(theirs)), (image.shape, theirs.size)
 
 
-def png_16_bit(path: Path) -> Path:
-    """A 2x2 16-bit gray PNG."""
-    header = struct.pack(">IIBBBBB", 2, 2, 16, 0, 0, 0, 0)
-    rows = zlib.compress(b"\x00" + b"\x00" * 4 + b"\x00" + b"\x00" * 4)
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    signature = b"\x89PNG\r\n\x1a\n"
-    data = signature + chunk(b"IHDR", header) + chunk(b"IDAT", rows)
-    path.write_bytes(data + chunk(b"IEND", b""))
-    return path
-
-
 def folder_with(tmp_path: Path, change) -> Path:
     folder = tmp_path / "ir"
     shutil.copytree(DATA / "clip" / "ir", folder)
@@ -176,7 +165,8 @@ def test_a_jpeg_is_refused_with_how_to_convert_it(tmp_path):
 
 
 def test_a_16_bit_png_is_refused(tmp_path):
-    picture = png_16_bit(tmp_path / "deep.png")
+    picture = tmp_path / "deep.png"
+    picture.write_bytes(png_file(np.zeros((2, 2, 1), dtype=np.uint8), 0, depth=16))
     run = ask("clip", picture, ["Hi"])
     check_bad_input(run, f"{picture} is not an 8-bit non-interlaced PNG: convert it")
 
@@ -186,7 +176,7 @@ def test_a_16_bit_png_is_refused(tmp_path):
     ["openvino_vision_embeddings_model.xml", "openvino_language_model.xml"],
 )
 def test_a_missing_ir_is_refused(missing, tmp_path):
-    folder = folder_with(tmp_path, lambda f: (f / missing).unlink())
+    folder = copy_without(DATA / "clip" / "ir", missing, tmp_path / "ir")
     run = run_sample(SAMPLE, folder, PICTURES / "rgb-landscape-small.png", stdin="Hi\n")
     hint = "export one with optimum-cli export openvino --task image-text-to-text"
     check_bad_input(run, f"no {folder / missing}: {hint}")
